@@ -1,0 +1,579 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import pkcs11js from "pkcs11js";
+import { describeKeyId, parseKeyId, workspaceKeyPrefix, type KeyId } from "../../keystore/key-id.js";
+import {
+  DEK_LENGTH,
+  WRAP_NONCE_LENGTH,
+  WRAP_TAG_LENGTH,
+  type CreateMasterKeyOptions,
+  type ImportMasterKeyOptions,
+  type KeyStore,
+  type KeyStoreHealth,
+  type MasterKeyInfo,
+  type TransportKeyRef,
+  type WrappedDataKey,
+} from "../../keystore/key-store.js";
+import {
+  KeyAlreadyExistsError,
+  KeyIntegrityError,
+  KeyNotFoundError,
+  KeyStoreClosedError,
+  KeyStoreConfigError,
+} from "../../keystore/errors.js";
+import { InvalidInputError } from "../../shared/errors.js";
+import { zeroize } from "../../shared/bytes.js";
+import { backoffDelay, sleep, type RetryPolicy } from "../../shared/retry.js";
+import { classifyCkr, pkcs11Code, toKeyStoreError, type ClassifyOptions } from "./ckr.js";
+import { parsePkcs11Config, type Pkcs11ConfigInput, type PinSource } from "./config.js";
+import { acquirePkcs11Module, type Pkcs11Module } from "./library.js";
+import { SessionPool } from "./session-pool.js";
+
+/** Something the adapter reports without secrets: retries and reconnects. */
+export interface KeyStoreLogger {
+  warn(message: string, context: Record<string, unknown>): void;
+}
+
+export interface Pkcs11KeyStoreOptions {
+  readonly config: Pkcs11ConfigInput;
+  readonly pin: PinSource;
+  readonly logger?: KeyStoreLogger;
+}
+
+const AES_BLOCK = 16;
+const WRAP_OUTPUT_BUFFER = 256;
+
+/**
+ * The `KeyStore` over PKCS#11 (`pkcs11js`): SoftHSM2 locally, the AWS CloudHSM client library in production.
+ * Master keys are AES-256 token objects labelled with their `KeyId`; DEKs are wrapped with AES-256-GCM
+ * (C_Encrypt/C_Decrypt, since C_WrapKey has no GCM on these HSMs) under a fresh random 96-bit nonce.
+ */
+export class Pkcs11KeyStore implements KeyStore {
+  private readonly handles = new Map<string, Buffer>();
+  private readonly transportKeys = new Map<string, Buffer>();
+  private readonly retry: RetryPolicy;
+  private readonly gcmParamsType: number;
+  private closed = false;
+
+  private constructor(
+    private readonly module: Pkcs11Module,
+    private readonly pool: SessionPool,
+    private readonly slot: Buffer,
+    private readonly tokenLabel: string,
+    retry: RetryPolicy,
+    gcmParams: "v240" | "v220",
+    private readonly logger?: KeyStoreLogger,
+  ) {
+    this.retry = retry;
+    this.gcmParamsType = gcmParams === "v240" ? pkcs11js.CK_PARAMS_AES_GCM_v240 : pkcs11js.CK_PARAMS_AES_GCM;
+  }
+
+  /** Loads the library, finds the token by label and logs in (checking the PIN at once). */
+  static async open(options: Pkcs11KeyStoreOptions): Promise<Pkcs11KeyStore> {
+    const config = parsePkcs11Config(options.config);
+    const module = acquirePkcs11Module(config.libraryPath);
+    try {
+      const slot = findSlot(module.pkcs11, config.tokenLabel);
+      const pool = new SessionPool(module.pkcs11, slot, config.poolSize, options.pin);
+      const store = new Pkcs11KeyStore(
+        module,
+        pool,
+        slot,
+        config.tokenLabel,
+        {
+          maxAttempts: config.maxAttempts,
+          baseDelayMs: config.backoffBaseMs,
+          maxDelayMs: config.backoffMaxMs,
+        },
+        config.gcmParams,
+        options.logger,
+      );
+      // Open one session now so that a wrong PIN or token fails here, with a clear error.
+      await store.run("login", {}, () => undefined);
+      return store;
+    } catch (err) {
+      module.release();
+      throw toKeyStoreError(err, "open key store", { tokenLabel: config.tokenLabel });
+    }
+  }
+
+  async createMasterKey(keyId: KeyId, options: CreateMasterKeyOptions = {}): Promise<MasterKeyInfo> {
+    parseKeyId(keyId);
+    const extractable = options.extractable ?? true;
+    return this.run("create master key", { keyId }, (p, s) => {
+      if (this.findHandles(s, keyId).length > 0) {
+        throw new KeyAlreadyExistsError(`master key ${keyId} already exists in the HSM`, {
+          context: { keyId },
+        });
+      }
+      const h = p.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+        ...masterKeyTemplate(keyId, extractable),
+        { type: pkcs11js.CKA_VALUE_LEN, value: DEK_LENGTH },
+      ]);
+      this.handles.set(keyId, h);
+      return { keyId, kcv: kcvOf(p, s, h), extractable };
+    });
+  }
+
+  async findMasterKey(keyId: KeyId): Promise<MasterKeyInfo | undefined> {
+    parseKeyId(keyId);
+    return this.run("find master key", { keyId }, (p, s) => {
+      const h = this.findHandles(s, keyId)[0];
+      if (!h) return undefined;
+      this.handles.set(keyId, h);
+      return this.info(p, s, keyId, h);
+    });
+  }
+
+  async listMasterKeys(workspaceId: string): Promise<MasterKeyInfo[]> {
+    const prefix = workspaceKeyPrefix(workspaceId);
+    return this.run("list master keys", { workspaceId }, (p, s) => {
+      const found = this.findPrivate(s, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+      ]);
+      const infos: MasterKeyInfo[] = [];
+      for (const h of found) {
+        const label =
+          p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }])[0]?.value?.toString("utf8") ?? "";
+        if (!label.startsWith(prefix)) continue;
+        infos.push(this.info(p, s, label as KeyId, h));
+      }
+      return infos.sort((a, b) => describeKeyId(a.keyId).version - describeKeyId(b.keyId).version);
+    });
+  }
+
+  async keyCheckValue(keyId: KeyId): Promise<string> {
+    parseKeyId(keyId);
+    return this.run("key check value", { keyId }, (p, s) => kcvOf(p, s, this.handleFor(s, keyId)));
+  }
+
+  async generateDataKey(): Promise<Buffer> {
+    return this.randomBytes(DEK_LENGTH);
+  }
+
+  async randomBytes(length: number): Promise<Buffer> {
+    if (!Number.isInteger(length) || length < 1 || length > 4096) {
+      throw new InvalidInputError("random length must be an integer from 1 to 4096", { context: { length } });
+    }
+    return this.run("generate random", { length }, (p, s) => p.C_GenerateRandom(s, Buffer.alloc(length)));
+  }
+
+  async wrapDataKey(keyId: KeyId, dek: Uint8Array, aad: Uint8Array): Promise<WrappedDataKey> {
+    parseKeyId(keyId);
+    if (!(dek instanceof Uint8Array) || dek.length !== DEK_LENGTH) {
+      throw new InvalidInputError(`a data key must be ${DEK_LENGTH} bytes`, {
+        context: { keyId, length: dek?.length },
+      });
+    }
+    return this.run("wrap data key", { keyId }, (p, s) =>
+      this.gcmEncrypt(p, s, this.handleFor(s, keyId), dek, aad),
+    );
+  }
+
+  async unwrapDataKey(keyId: KeyId, wrapped: WrappedDataKey, aad: Uint8Array): Promise<Buffer> {
+    parseKeyId(keyId);
+    checkWrapped(keyId, wrapped);
+    return this.run(
+      "unwrap data key",
+      { keyId },
+      (p, s) => this.gcmDecrypt(p, s, this.handleFor(s, keyId), wrapped, aad),
+      { authenticatedDecrypt: true },
+    );
+  }
+
+  async rewrapDataKey(
+    from: { keyId: KeyId; aad: Uint8Array },
+    to: { keyId: KeyId; aad: Uint8Array },
+    wrapped: WrappedDataKey,
+  ): Promise<WrappedDataKey> {
+    parseKeyId(from.keyId);
+    parseKeyId(to.keyId);
+    checkWrapped(from.keyId, wrapped);
+    return this.run(
+      "rewrap data key",
+      { fromKeyId: from.keyId, toKeyId: to.keyId },
+      (p, s) => {
+        const target = this.handleFor(s, to.keyId);
+        const dek = this.gcmDecrypt(p, s, this.handleFor(s, from.keyId), wrapped, from.aad);
+        try {
+          return this.gcmEncrypt(p, s, target, dek, to.aad);
+        } finally {
+          zeroize(dek);
+        }
+      },
+      { authenticatedDecrypt: true },
+    );
+  }
+
+  async importTransportKey(material: Uint8Array): Promise<TransportKeyRef> {
+    if (!(material instanceof Uint8Array) || material.length !== 32) {
+      throw new InvalidInputError("transport key material must be 32 bytes (AES-256)", {
+        context: { length: material?.length },
+      });
+    }
+    const id = `transport/${randomUUID()}`;
+    const value = Buffer.from(material);
+    try {
+      return await this.run("import transport key", { transportKeyId: id }, (p, s) => {
+        const h = p.C_CreateObject(s, [
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+          { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+          { type: pkcs11js.CKA_VALUE, value },
+          { type: pkcs11js.CKA_TOKEN, value: false },
+          { type: pkcs11js.CKA_PRIVATE, value: true },
+          { type: pkcs11js.CKA_SENSITIVE, value: true },
+          { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+          { type: pkcs11js.CKA_WRAP, value: true },
+          { type: pkcs11js.CKA_UNWRAP, value: true },
+          { type: pkcs11js.CKA_ENCRYPT, value: false },
+          { type: pkcs11js.CKA_DECRYPT, value: false },
+          { type: pkcs11js.CKA_LABEL, value: id },
+        ]);
+        this.transportKeys.set(id, h);
+        return { id };
+      });
+    } finally {
+      zeroize(value);
+    }
+  }
+
+  async destroyTransportKey(ref: TransportKeyRef): Promise<void> {
+    const h = this.transportKeys.get(ref.id);
+    if (!h) return;
+    this.transportKeys.delete(ref.id);
+    await this.run("destroy transport key", { transportKeyId: ref.id }, (p, s) => {
+      try {
+        p.C_DestroyObject(s, h);
+      } catch (err) {
+        const code = pkcs11Code(err);
+        if (code === undefined || classifyCkr(code) !== "stale-handle") throw err;
+      }
+    });
+  }
+
+  async exportMasterKey(keyId: KeyId, transport: TransportKeyRef): Promise<Uint8Array> {
+    parseKeyId(keyId);
+    return this.run("export master key", { keyId, transportKeyId: transport.id }, (p, s) => {
+      const blob = p.C_WrapKey(
+        s,
+        { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD },
+        this.transportHandle(transport),
+        this.handleFor(s, keyId),
+        Buffer.alloc(WRAP_OUTPUT_BUFFER),
+      );
+      return Buffer.from(blob);
+    });
+  }
+
+  async importMasterKey(
+    keyId: KeyId,
+    blob: Uint8Array,
+    transport: TransportKeyRef,
+    options: ImportMasterKeyOptions = {},
+  ): Promise<MasterKeyInfo> {
+    parseKeyId(keyId);
+    // RFC 5649 output for a 32-byte key is 40 bytes; anything else is not one of our master keys.
+    if (!(blob instanceof Uint8Array) || blob.length !== DEK_LENGTH + 8) {
+      throw new KeyIntegrityError(
+        `a wrapped master key blob must be ${DEK_LENGTH + 8} bytes (RFC 5649 of AES-256)`,
+        {
+          context: { keyId, length: blob?.length },
+        },
+      );
+    }
+    const extractable = options.extractable ?? true;
+    return this.run(
+      "import master key",
+      { keyId, transportKeyId: transport.id },
+      (p, s) => {
+        if (this.findHandles(s, keyId).length > 0) {
+          throw new KeyAlreadyExistsError(`master key ${keyId} already exists in the HSM`, {
+            context: { keyId },
+          });
+        }
+        const h = p.C_UnwrapKey(
+          s,
+          { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD },
+          this.transportHandle(transport),
+          Buffer.from(blob),
+          masterKeyTemplate(keyId, extractable),
+        );
+        const kcv = kcvOf(p, s, h);
+        if (options.expectedKcv !== undefined && options.expectedKcv.toUpperCase() !== kcv) {
+          p.C_DestroyObject(s, h);
+          throw new KeyIntegrityError(`imported key ${keyId} does not match the expected key check value`, {
+            context: { keyId, expectedKcv: options.expectedKcv.toUpperCase(), actualKcv: kcv },
+          });
+        }
+        this.handles.set(keyId, h);
+        return { keyId, kcv, extractable };
+      },
+      { authenticatedDecrypt: true },
+    );
+  }
+
+  async destroyMasterKey(keyId: KeyId): Promise<void> {
+    parseKeyId(keyId);
+    await this.run("destroy master key", { keyId }, (p, s) => {
+      const found = this.findHandles(s, keyId);
+      this.handles.delete(keyId);
+      if (found.length === 0) {
+        throw new KeyNotFoundError(`master key ${keyId} does not exist in the HSM`, { context: { keyId } });
+      }
+      for (const h of found) p.C_DestroyObject(s, h);
+    });
+  }
+
+  async health(): Promise<KeyStoreHealth> {
+    return this.run("health", {}, (p) => {
+      const info = p.C_GetTokenInfo(this.slot);
+      return {
+        tokenLabel: info.label.trim(),
+        manufacturer: info.manufacturerID.trim(),
+        model: info.model.trim(),
+        sessionsOpen: this.pool.sessionsOpen,
+      };
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.handles.clear();
+    this.transportKeys.clear();
+    await this.pool.close();
+    this.module.release();
+  }
+
+  // ---- internals -------------------------------------------------------------------------------------------
+
+  /**
+   * Runs one synchronous PKCS#11 step on a pooled session, with bounded retries: a lost session is dropped and
+   * reopened (with a new login), transient failures back off, a stale cached handle is looked up again. Everything
+   * else becomes a domain error at once.
+   */
+  private async run<T>(
+    operation: string,
+    context: Record<string, unknown>,
+    fn: (p: pkcs11js.PKCS11, session: Buffer) => T,
+    classify: ClassifyOptions = {},
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      if (this.closed) throw new KeyStoreClosedError("the key store is closed", { context: { operation } });
+      let session;
+      try {
+        session = await this.pool.acquire();
+      } catch (err) {
+        if (this.shouldRetry(err, attempt, operation, context)) {
+          await sleep(backoffDelay(this.retry, attempt));
+          continue;
+        }
+        throw toKeyStoreError(err, operation, { tokenLabel: this.tokenLabel, ...context }, classify);
+      }
+      try {
+        const result = fn(this.module.pkcs11, session.handle);
+        this.pool.release(session);
+        return result;
+      } catch (err) {
+        const code = pkcs11Code(err);
+        const kind = code === undefined ? undefined : classifyCkr(code, classify);
+        if (kind === "session") {
+          this.pool.reset(session);
+          this.handles.clear();
+        } else {
+          this.pool.release(session);
+          if (kind === "stale-handle") this.handles.clear();
+        }
+        if (this.shouldRetry(err, attempt, operation, context, classify)) {
+          if (kind !== "stale-handle") await sleep(backoffDelay(this.retry, attempt));
+          continue;
+        }
+        throw toKeyStoreError(err, operation, context, classify);
+      }
+    }
+  }
+
+  private shouldRetry(
+    err: unknown,
+    attempt: number,
+    operation: string,
+    context: Record<string, unknown>,
+    classify: ClassifyOptions = {},
+  ): boolean {
+    const code = pkcs11Code(err);
+    if (code === undefined || attempt >= this.retry.maxAttempts) return false;
+    const kind = classifyCkr(code, classify);
+    if (kind !== "session" && kind !== "transient" && kind !== "stale-handle") return false;
+    this.logger?.warn("HSM call failed, retrying", { operation, ...context, kind, attempt, code });
+    return true;
+  }
+
+  private findHandles(session: Buffer, keyId: KeyId): Buffer[] {
+    return this.findPrivate(session, [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_LABEL, value: keyId },
+    ]);
+  }
+
+  /**
+   * Finds private objects. Private objects are invisible to a session that is not logged in: an empty result
+   * from such a session is a lost login (retried after a new login), not a missing key.
+   */
+  private findPrivate(session: Buffer, template: pkcs11js.Template): Buffer[] {
+    const found = findObjects(this.module.pkcs11, session, template);
+    if (found.length === 0 && !this.pool.isUserSession(session)) throw notLoggedIn();
+    return found;
+  }
+
+  private handleFor(session: Buffer, keyId: KeyId): Buffer {
+    const cached = this.handles.get(keyId);
+    if (cached) return cached;
+    const h = this.findHandles(session, keyId)[0];
+    if (!h) {
+      throw new KeyNotFoundError(`master key ${keyId} does not exist in the HSM`, { context: { keyId } });
+    }
+    this.handles.set(keyId, h);
+    return h;
+  }
+
+  private transportHandle(ref: TransportKeyRef): Buffer {
+    const h = this.transportKeys.get(ref.id);
+    if (!h) {
+      throw new KeyNotFoundError(`transport key ${ref.id} is not loaded in this key store; import it again`, {
+        context: { transportKeyId: ref.id },
+      });
+    }
+    return h;
+  }
+
+  private info(p: pkcs11js.PKCS11, s: Buffer, keyId: KeyId, h: Buffer): MasterKeyInfo {
+    const attrs = p.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_EXTRACTABLE }]);
+    const extractable = (attrs[0]?.value as Buffer | undefined)?.[0] === 1;
+    return { keyId, kcv: kcvOf(p, s, h), extractable };
+  }
+
+  private gcmParams(nonce: Buffer, aad: Uint8Array): pkcs11js.GcmParams {
+    return {
+      type: this.gcmParamsType,
+      iv: nonce,
+      ivBits: WRAP_NONCE_LENGTH * 8,
+      aad: Buffer.from(aad),
+      tagBits: WRAP_TAG_LENGTH * 8,
+    };
+  }
+
+  private gcmEncrypt(
+    p: pkcs11js.PKCS11,
+    s: Buffer,
+    key: Buffer,
+    dek: Uint8Array,
+    aad: Uint8Array,
+  ): WrappedDataKey {
+    const nonce = randomBytes(WRAP_NONCE_LENGTH);
+    p.C_EncryptInit(s, { mechanism: pkcs11js.CKM_AES_GCM, parameter: this.gcmParams(nonce, aad) }, key);
+    const input = Buffer.from(dek.buffer, dek.byteOffset, dek.byteLength);
+    const out = p.C_Encrypt(s, input, Buffer.alloc(DEK_LENGTH + WRAP_TAG_LENGTH));
+    return { nonce, ciphertext: Buffer.from(out) };
+  }
+
+  /** Returns the plaintext in a buffer that the caller owns and zeroizes. */
+  private gcmDecrypt(
+    p: pkcs11js.PKCS11,
+    s: Buffer,
+    key: Buffer,
+    wrapped: WrappedDataKey,
+    aad: Uint8Array,
+  ): Buffer {
+    p.C_DecryptInit(
+      s,
+      { mechanism: pkcs11js.CKM_AES_GCM, parameter: this.gcmParams(Buffer.from(wrapped.nonce), aad) },
+      key,
+    );
+    const out = Buffer.alloc(wrapped.ciphertext.length);
+    const plain = p.C_Decrypt(s, Buffer.from(wrapped.ciphertext), out);
+    if (plain.length !== DEK_LENGTH) {
+      zeroize(out);
+      throw new KeyIntegrityError("unwrapped data is not a data key", { context: { length: plain.length } });
+    }
+    return plain;
+  }
+}
+
+function notLoggedIn(): Error {
+  return Object.assign(new Error("CKR_USER_NOT_LOGGED_IN"), {
+    name: "Pkcs11Error",
+    code: pkcs11js.CKR_USER_NOT_LOGGED_IN,
+  });
+}
+
+function masterKeyTemplate(keyId: KeyId, extractable: boolean): pkcs11js.Template {
+  return [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+    { type: pkcs11js.CKA_TOKEN, value: true },
+    { type: pkcs11js.CKA_PRIVATE, value: true },
+    { type: pkcs11js.CKA_SENSITIVE, value: true },
+    { type: pkcs11js.CKA_EXTRACTABLE, value: extractable },
+    { type: pkcs11js.CKA_ENCRYPT, value: true },
+    { type: pkcs11js.CKA_DECRYPT, value: true },
+    { type: pkcs11js.CKA_WRAP, value: false },
+    { type: pkcs11js.CKA_UNWRAP, value: false },
+    { type: pkcs11js.CKA_SIGN, value: false },
+    { type: pkcs11js.CKA_VERIFY, value: false },
+    { type: pkcs11js.CKA_DERIVE, value: false },
+    { type: pkcs11js.CKA_LABEL, value: keyId },
+    { type: pkcs11js.CKA_ID, value: Buffer.from(keyId, "utf8") },
+  ];
+}
+
+/** KCV: first 3 bytes of AES-ECB(key, zero block), as PKCS#11 defines CKA_CHECK_VALUE for AES keys. */
+function kcvOf(p: pkcs11js.PKCS11, s: Buffer, h: Buffer): string {
+  p.C_EncryptInit(s, { mechanism: pkcs11js.CKM_AES_ECB }, h);
+  const block = p.C_Encrypt(s, Buffer.alloc(AES_BLOCK), Buffer.alloc(AES_BLOCK));
+  return block.subarray(0, 3).toString("hex").toUpperCase();
+}
+
+function findObjects(p: pkcs11js.PKCS11, s: Buffer, template: pkcs11js.Template): Buffer[] {
+  p.C_FindObjectsInit(s, template);
+  try {
+    const all: Buffer[] = [];
+    for (;;) {
+      const batch = p.C_FindObjects(s, 64);
+      all.push(...batch);
+      if (batch.length < 64) return all;
+    }
+  } finally {
+    p.C_FindObjectsFinal(s);
+  }
+}
+
+function findSlot(p: pkcs11js.PKCS11, tokenLabel: string): Buffer {
+  const labels: string[] = [];
+  for (const slot of p.C_GetSlotList(true)) {
+    const label = p.C_GetTokenInfo(slot).label.trim();
+    if (label === tokenLabel) return slot;
+    labels.push(label);
+  }
+  throw new KeyStoreConfigError(
+    `no token labelled "${tokenLabel}" (found: ${labels.length ? labels.map((l) => `"${l}"`).join(", ") : "none"})`,
+    { context: { tokenLabel, available: labels } },
+  );
+}
+
+function checkWrapped(keyId: KeyId, wrapped: WrappedDataKey): void {
+  if (!wrapped || !(wrapped.nonce instanceof Uint8Array) || !(wrapped.ciphertext instanceof Uint8Array)) {
+    throw new InvalidInputError("a wrapped data key needs a nonce and a ciphertext", { context: { keyId } });
+  }
+  if (wrapped.nonce.length !== WRAP_NONCE_LENGTH) {
+    throw new KeyIntegrityError(`the wrap nonce must be ${WRAP_NONCE_LENGTH} bytes (tampered or truncated)`, {
+      context: { keyId, nonceLength: wrapped.nonce.length },
+    });
+  }
+  if (wrapped.ciphertext.length !== DEK_LENGTH + WRAP_TAG_LENGTH) {
+    throw new KeyIntegrityError(
+      `a wrapped data key must be ${DEK_LENGTH + WRAP_TAG_LENGTH} bytes (tampered or truncated)`,
+      { context: { keyId, ciphertextLength: wrapped.ciphertext.length } },
+    );
+  }
+}
