@@ -1,0 +1,109 @@
+import type { ExpectedStreamVersion } from "./errors.js";
+import type { NewEvent, StoredEvent } from "./events.js";
+import type { DocumentProjection } from "./projection.js";
+
+export type { ExpectedStreamVersion } from "./errors.js";
+
+/**
+ * Most events one append takes. A DynamoDB transaction holds at most 100 items and an append writes the stream
+ * head, each event, each event's id marker and the document projection: 1 + 2 x 49 + 1 = 100. Every adapter keeps
+ * this limit so callers behave the same on every backend.
+ */
+export const MAX_EVENTS_PER_APPEND = 49;
+/** Largest page a read or census listing returns. */
+export const MAX_PAGE_SIZE = 1000;
+
+export interface AppendOptions {
+  /**
+   * The version the caller read (`0` is the same as `"no_stream"`), `"no_stream"` (the stream must not exist),
+   * `"stream_exists"` (it must exist, at any version) or `"any"`. A numeric or `"no_stream"` expectation that does
+   * not hold is an `ExpectedVersionConflictError`; wrap records are always appended at the version read.
+   */
+  readonly expectedVersion: ExpectedStreamVersion;
+}
+
+export interface AppendResult {
+  /** False when every event id of the batch was already stored by an earlier append (an idempotent replay). */
+  readonly appended: boolean;
+  /** Version of the batch's first event. */
+  readonly firstVersion: number;
+  /** Version of the batch's last event: the stream version to expect next (for a replay, as originally appended). */
+  readonly nextExpectedVersion: number;
+}
+
+export interface ReadStreamOptions {
+  /** First version to return, from 1 (default 1). Not together with `cursor`. */
+  readonly fromVersion?: number;
+  /** At most this many events (1..MAX_PAGE_SIZE); without it, every event up to the current version. */
+  readonly limit?: number;
+  /** Resume where the previous page of the same stream ended. */
+  readonly cursor?: string;
+}
+
+export interface ReadStreamResult {
+  /** In version order, without gaps, up to the version current when the read started. */
+  readonly events: StoredEvent[];
+  /** The stream's version when the read started; undefined when the stream does not exist. */
+  readonly currentVersion: number | undefined;
+  /** Present when more events follow: pass it back to continue. */
+  readonly cursor?: string;
+}
+
+export interface ListDocumentsOptions {
+  /** Page size, 1..MAX_PAGE_SIZE. */
+  readonly limit: number;
+  readonly cursor?: string;
+}
+
+export interface ListDocumentsResult {
+  readonly documents: DocumentProjection[];
+  /** Present when more documents may follow. */
+  readonly cursor?: string;
+}
+
+/**
+ * The event store: streams per workspace (`ws-<id>`) and per document (`ws-<id>/doc-<id>`), each an ordered list of
+ * immutable events. Appends are atomic and conditional on the expected version. Appending to a document stream
+ * updates its `DocumentProjection` in the same atomic write, derived from the events by `evolveDocumentProjection`,
+ * so the projection and the census never disagree with the streams.
+ *
+ * Errors: bad input is an `InvalidInputError` (`InvalidStreamIdError`, `InvalidEventError`,
+ * `InvalidStoreOptionsError`, `InvalidCursorError`) and writes nothing; store failures are `EventStoreError`s
+ * (`ExpectedVersionConflictError`, `EventIdConflictError`, `EventStoreUnavailableError` (retryable), ...).
+ */
+export interface EventStore {
+  /**
+   * Appends 1..MAX_EVENTS_PER_APPEND events atomically at the expected version. If every event id of the batch was
+   * already appended, in this order, to this stream, nothing is written and the original position is returned with
+   * `appended: false`, whatever the expected version (an exact retry of a lost response). If only some were, or
+   * elsewhere: `EventIdConflictError`.
+   */
+  appendToStream(
+    streamId: string,
+    events: readonly NewEvent[],
+    options: AppendOptions,
+  ): Promise<AppendResult>;
+
+  /** Events of a stream in version order, with a cursor when a `limit` cut the page short. */
+  readStream(streamId: string, options?: ReadStreamOptions): Promise<ReadStreamResult>;
+
+  /** The document projection (strongly consistent); undefined when the document stream has no projected event. */
+  getDocumentProjection(workspaceId: string, documentId: string): Promise<DocumentProjection | undefined>;
+
+  /**
+   * How many documents of the workspace have `keyId` as their current key and are not deleted. Reads an index that
+   * follows the projection within moments (eventually consistent on DynamoDB): a census that must prove a key
+   * unused runs after writes to it have stopped, and double-checks with `getDocumentProjection`.
+   */
+  countDocumentsByKeyId(workspaceId: string, keyId: string): Promise<number>;
+
+  /** The documents counted by `countDocumentsByKeyId`, a page at a time, each exactly once across the pages. */
+  listDocumentsByKeyId(
+    workspaceId: string,
+    keyId: string,
+    options: ListDocumentsOptions,
+  ): Promise<ListDocumentsResult>;
+
+  /** Every `KeyId` that at least one live (not deleted) document of the workspace uses, by ascending key version. */
+  listKeyIdsInUse(workspaceId: string): Promise<string[]>;
+}

@@ -1,0 +1,422 @@
+/**
+ * The EventStore contract against DynamoDB Local (or LocalStack when AWS_ENDPOINT_URL is set), plus checks of the
+ * DynamoDB adapter itself: the table shape, the item layout, corruption detection, error translation, census
+ * shard layouts, and the write rate this engine gives.
+ */
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import {
+  DeleteItemCommand,
+  DescribeTableCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  ScanCommand,
+} from "@aws-sdk/client-dynamodb";
+import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import { unmarshall } from "@aws-sdk/util-dynamodb";
+import { startDynamoDbLocal, type RunningDynamoDbLocal } from "../../cli/local/dynamodb-local.js";
+import {
+  DynamoDbEventStore,
+  type DynamoDbEventStoreOptions,
+} from "../../core/adapters/dynamodb/dynamodb-event-store.js";
+import { translateCancellation, translateDynamoDbError } from "../../core/adapters/dynamodb/errors.js";
+import {
+  CENSUS_BY_KEY_ID_INDEX,
+  KEY_IDS_IN_USE_INDEX,
+  createEventStoreTable,
+  deleteEventStoreTable,
+  eventStoreTableDefinition,
+} from "../../core/adapters/dynamodb/table.js";
+import {
+  EventStoreConfigError,
+  EventStoreCorruptionError,
+  EventStoreOperationError,
+  EventStoreUnavailableError,
+  InvalidCursorError,
+  censusShard,
+  documentStreamId,
+  newEvent,
+  parseStreamId,
+  projectDocument,
+  sameDocumentProjection,
+  workspaceStreamId,
+  type EventStore,
+} from "../../core/eventstore/index.js";
+import {
+  eventStoreContract,
+  keyId,
+  lifecycle,
+  listAllByKeyId,
+  mapLimit,
+  readAll,
+  uniqueWorkspace,
+  wrapRecord,
+} from "../contract/event-store.contract.js";
+
+let local: RunningDynamoDbLocal | undefined;
+let client: DynamoDBClient;
+
+function makeClient(
+  endpoint: string,
+  extra: Partial<ConstructorParameters<typeof DynamoDBClient>[0]> = {},
+): DynamoDBClient {
+  const credentials = process.env.AWS_ACCESS_KEY_ID
+    ? undefined
+    : { accessKeyId: "amklocal", secretAccessKey: "amklocal" }; // DynamoDB Local accepts letters and digits only
+  return new DynamoDBClient({
+    endpoint,
+    region: process.env.AWS_REGION ?? "us-east-1",
+    ...(credentials ? { credentials } : {}),
+    ...extra,
+  });
+}
+
+before(async () => {
+  let endpoint = process.env.AWS_ENDPOINT_URL ?? process.env.AMK_DYNAMODB_ENDPOINT;
+  if (!endpoint) {
+    local = await startDynamoDbLocal();
+    endpoint = local.endpoint;
+  }
+  client = makeClient(endpoint);
+});
+
+after(async () => {
+  client?.destroy();
+  await local?.stop();
+});
+
+const tableName = (): string => `amk-events-test-${randomUUID().slice(0, 12)}`;
+
+async function freshStore(
+  options: Partial<DynamoDbEventStoreOptions> = {},
+): Promise<{ store: DynamoDbEventStore; table: string; teardown(): Promise<void> }> {
+  const table = tableName();
+  await createEventStoreTable(client, table);
+  const store = new DynamoDbEventStore({ client, tableName: table, ...options });
+  return { store, table, teardown: () => deleteEventStoreTable(client, table) };
+}
+
+async function scanTable(table: string): Promise<Record<string, unknown>[]> {
+  const items: Record<string, unknown>[] = [];
+  let startKey: Record<string, never> | undefined;
+  do {
+    const out = await client.send(
+      new ScanCommand({ TableName: table, ExclusiveStartKey: startKey, ConsistentRead: true }),
+    );
+    items.push(...(out.Items ?? []).map((i) => unmarshall(i)));
+    startKey = out.LastEvaluatedKey as Record<string, never> | undefined;
+  } while (startKey !== undefined);
+  return items;
+}
+
+/**
+ * Raw-table invariants, seen without the port: every projection item equals the fold of its stream, every marker
+ * points at the event with its id, every head equals its stream's last event, every event has a marker.
+ */
+async function assertTableInvariants(store: EventStore, table: string): Promise<void> {
+  const items = await scanTable(table);
+  const events = new Map<string, Record<string, unknown>>();
+  for (const i of items.filter((i) => i.kind === "event"))
+    events.set(`${String(i.streamId)}@${String(i.version)}`, i);
+  const markers = items.filter((i) => i.kind === "eventId");
+  for (const m of markers) {
+    const e = events.get(`${String(m.streamId)}@${String(m.version)}`);
+    assert.equal(e?.eventId, m.eventId, `marker ${String(m.pk)} points at its event`);
+  }
+  assert.equal(markers.length, events.size, "one marker per event");
+  for (const h of items.filter((i) => i.kind === "head")) {
+    const stream = await readAll(store, String(h.streamId));
+    assert.equal(stream.length, h.version, `head of ${String(h.streamId)}`);
+  }
+  for (const p of items.filter((i) => i.kind === "projection")) {
+    const streamId = String(p.pk);
+    const parsed = parseStreamId(streamId);
+    assert.equal(parsed.kind, "document");
+    const folded = projectDocument(await readAll(store, streamId));
+    const stored = await store.getDocumentProjection(String(p.workspaceId), String(p.documentId));
+    assert.ok(sameDocumentProjection(folded, stored), `projection item of ${streamId}`);
+  }
+}
+
+eventStoreContract("DynamoDB", async () => {
+  const { store, table, teardown } = await freshStore();
+  return {
+    store,
+    teardown: async () => {
+      await assertTableInvariants(store, table);
+      await teardown();
+    },
+  };
+});
+
+describe("DynamoDbEventStore (adapter)", () => {
+  it("creates the table with exactly the fixed shape", async () => {
+    const table = tableName();
+    try {
+      const described = await createEventStoreTable(client, table);
+      const { Table } = await client.send(new DescribeTableCommand({ TableName: table }));
+      assert.ok(Table);
+      assert.equal(described.TableName, table);
+      assert.deepEqual(Table.KeySchema, [
+        { AttributeName: "pk", KeyType: "HASH" },
+        { AttributeName: "sk", KeyType: "RANGE" },
+      ]);
+      const gsis = (Table.GlobalSecondaryIndexes ?? [])
+        .map((g) => ({ name: g.IndexName, keys: g.KeySchema, projection: g.Projection?.ProjectionType }))
+        .sort((a, b) => String(a.name).localeCompare(String(b.name)));
+      assert.deepEqual(gsis, [
+        {
+          name: CENSUS_BY_KEY_ID_INDEX,
+          keys: [
+            { AttributeName: "gsi1pk", KeyType: "HASH" },
+            { AttributeName: "gsi1sk", KeyType: "RANGE" },
+          ],
+          projection: "ALL",
+        },
+        {
+          name: KEY_IDS_IN_USE_INDEX,
+          keys: [
+            { AttributeName: "gsi2pk", KeyType: "HASH" },
+            { AttributeName: "gsi2sk", KeyType: "RANGE" },
+          ],
+          projection: "ALL",
+        },
+      ]);
+      const types = Object.fromEntries(
+        (Table.AttributeDefinitions ?? []).map((a) => [a.AttributeName, a.AttributeType]),
+      );
+      assert.deepEqual(types, { pk: "S", sk: "S", gsi1pk: "S", gsi1sk: "S", gsi2pk: "S", gsi2sk: "S" });
+      assert.equal(eventStoreTableDefinition(table).BillingMode, "PAY_PER_REQUEST");
+      if (Table.BillingModeSummary) assert.equal(Table.BillingModeSummary.BillingMode, "PAY_PER_REQUEST");
+    } finally {
+      await deleteEventStoreTable(client, table);
+    }
+  });
+
+  it("lays items out as documented: events, head, markers, projection with sharded census keys", async () => {
+    const { store, table, teardown } = await freshStore();
+    try {
+      const ws = uniqueWorkspace();
+      const doc = randomUUID();
+      const stream = documentStreamId(ws, doc);
+      const record = wrapRecord(ws, doc, 3);
+      await store.appendToStream(stream, [record], { expectedVersion: "no_stream" });
+      const get = async (pk: string, sk: string) => {
+        const out = await client.send(
+          new GetItemCommand({
+            TableName: table,
+            Key: { pk: { S: pk }, sk: { S: sk } },
+            ConsistentRead: true,
+          }),
+        );
+        return out.Item ? unmarshall(out.Item) : undefined;
+      };
+      const event = await get(stream, "e#0000000001");
+      assert.equal(event?.eventId, record.eventId);
+      assert.deepEqual(JSON.parse(String(event?.data)), record.data);
+      assert.equal((await get(stream, "head"))?.version, 1);
+      assert.deepEqual(
+        { ...(await get(`eid#${record.eventId}`, "eid")) },
+        {
+          pk: `eid#${record.eventId}`,
+          sk: "eid",
+          kind: "eventId",
+          eventId: record.eventId,
+          streamId: stream,
+          version: 1,
+          recordedAt: event?.recordedAt,
+        },
+      );
+      const shard = censusShard(doc, 16);
+      const projection = await get(stream, "projection");
+      assert.equal(projection?.gsi1pk, `census#${ws}#${keyId(ws, 3)}#${shard}`);
+      assert.equal(projection?.gsi1sk, doc);
+      assert.equal(projection?.gsi2pk, `keys#${ws}#${shard}`);
+      assert.equal(projection?.gsi2sk, `${keyId(ws, 3)}#${doc}`);
+      assert.equal(projection?.shard, shard);
+
+      // A deleted document leaves both census indexes (sparse: no index keys on the item).
+      await store.appendToStream(stream, [lifecycle("DocumentDeleted", ws, doc)], { expectedVersion: 1 });
+      const deleted = await get(stream, "projection");
+      assert.equal(deleted?.status, "deleted");
+      for (const k of ["gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"]) assert.equal(deleted?.[k], undefined, k);
+      // The event items were written once and never touched again.
+      assert.deepEqual(await get(stream, "e#0000000001"), event);
+      await assertTableInvariants(store, table);
+    } finally {
+      await teardown();
+    }
+  });
+
+  it("detects corruption instead of repairing it: a lost event, an item beyond the head", async () => {
+    const { store, table, teardown } = await freshStore();
+    try {
+      const stream = workspaceStreamId(uniqueWorkspace());
+      const events = [1, 2, 3].map((i) => newEvent("Thing", { i }));
+      await store.appendToStream(stream, events, { expectedVersion: "no_stream" });
+      await client.send(
+        new DeleteItemCommand({ TableName: table, Key: { pk: { S: stream }, sk: { S: "e#0000000002" } } }),
+      );
+      await assert.rejects(store.readStream(stream), EventStoreCorruptionError);
+
+      // Somebody wrote an event item past the head: the append fails and does not overwrite it.
+      const stream2 = workspaceStreamId(uniqueWorkspace());
+      await store.appendToStream(stream2, [newEvent("Thing", {})], { expectedVersion: "no_stream" });
+      const stray = {
+        pk: { S: stream2 },
+        sk: { S: "e#0000000002" },
+        kind: { S: "event" },
+        note: { S: "stray" },
+      };
+      await client.send(new PutItemCommand({ TableName: table, Item: stray }));
+      await assert.rejects(
+        store.appendToStream(stream2, [newEvent("Thing", {})], { expectedVersion: 1 }),
+        EventStoreCorruptionError,
+      );
+      const kept = await client.send(
+        new GetItemCommand({ TableName: table, Key: { pk: stray.pk, sk: stray.sk }, ConsistentRead: true }),
+      );
+      assert.equal(kept.Item?.note?.S, "stray");
+    } finally {
+      await teardown();
+    }
+  });
+
+  it('retries internally for "any" under contention: 16 writers, all appended, no gap', async () => {
+    const { store, teardown } = await freshStore();
+    try {
+      const stream = workspaceStreamId(uniqueWorkspace());
+      const results = await Promise.all(
+        Array.from({ length: 16 }, (_, i) =>
+          store.appendToStream(stream, [newEvent("Tick", { i })], { expectedVersion: "any" }),
+        ),
+      );
+      assert.deepEqual(
+        results.map((r) => r.nextExpectedVersion).sort((a, b) => a - b),
+        Array.from({ length: 16 }, (_, i) => i + 1),
+      );
+      assert.equal((await readAll(store, stream)).length, 16);
+    } finally {
+      await teardown();
+    }
+  });
+
+  it("works with any shard count and refuses a cursor of another shard layout", async () => {
+    const table = tableName();
+    await createEventStoreTable(client, table);
+    try {
+      const ws = uniqueWorkspace();
+      const mk = keyId(ws, 1);
+      const three = new DynamoDbEventStore({ client, tableName: table, censusShards: 3 });
+      const docs = Array.from({ length: 25 }, () => randomUUID());
+      await mapLimit(docs, 8, (doc) =>
+        three.appendToStream(documentStreamId(ws, doc), [wrapRecord(ws, doc, 1)], {
+          expectedVersion: "no_stream",
+        }),
+      );
+      assert.equal(await three.countDocumentsByKeyId(ws, mk), 25);
+      assert.deepEqual(new Set((await listAllByKeyId(three, ws, mk, 4)).ids), new Set(docs));
+      const page = await three.listDocumentsByKeyId(ws, mk, { limit: 2 });
+      assert.ok(page.cursor);
+      const sixteen = new DynamoDbEventStore({ client, tableName: table, censusShards: 16 });
+      await assert.rejects(
+        sixteen.listDocumentsByKeyId(ws, mk, { limit: 2, cursor: page.cursor }),
+        InvalidCursorError,
+      );
+      assert.throws(() => new DynamoDbEventStore({ client, tableName: table, censusShards: 0 }), RangeError);
+    } finally {
+      await deleteEventStoreTable(client, table);
+    }
+  });
+
+  it("accepts an injected document client", async () => {
+    const { table, teardown } = await freshStore();
+    try {
+      const store = new DynamoDbEventStore({ client: DynamoDBDocumentClient.from(client), tableName: table });
+      const stream = workspaceStreamId(uniqueWorkspace());
+      await store.appendToStream(stream, [newEvent("Thing", { ok: true })], { expectedVersion: "no_stream" });
+      assert.deepEqual((await readAll(store, stream))[0]?.data, { ok: true });
+    } finally {
+      await teardown();
+    }
+  });
+
+  it("translates SDK failures: missing table, unreachable endpoint, throttling, 5xx, cancellations", async () => {
+    const missing = new DynamoDbEventStore({ client, tableName: `amk-missing-${randomUUID().slice(0, 8)}` });
+    const stream = workspaceStreamId(uniqueWorkspace());
+    await assert.rejects(missing.readStream(stream), EventStoreConfigError);
+    await assert.rejects(
+      missing.appendToStream(stream, [newEvent("Thing", {})], { expectedVersion: "no_stream" }),
+      EventStoreConfigError,
+    );
+
+    const deadClient = makeClient("http://127.0.0.1:9", { maxAttempts: 1 });
+    try {
+      const dead = new DynamoDbEventStore({ client: deadClient, tableName: "amk-nowhere" });
+      await assert.rejects(dead.readStream(stream), (err: unknown) => {
+        assert.ok(err instanceof EventStoreUnavailableError, String(err));
+        assert.equal(err.retryable, true);
+        return true;
+      });
+    } finally {
+      deadClient.destroy();
+    }
+
+    const op = "appendToStream";
+    const cases: [unknown, abstract new (...a: never[]) => Error][] = [
+      [
+        { name: "ProvisionedThroughputExceededException", $metadata: { httpStatusCode: 400 } },
+        EventStoreUnavailableError,
+      ],
+      [{ name: "ThrottlingException", $retryable: { throttling: true } }, EventStoreUnavailableError],
+      [{ name: "RequestLimitExceeded" }, EventStoreUnavailableError],
+      [{ name: "InternalServerError", $metadata: { httpStatusCode: 500 } }, EventStoreUnavailableError],
+      [{ name: "SomethingNew", $metadata: { httpStatusCode: 503 } }, EventStoreUnavailableError],
+      [Object.assign(new Error("socket"), { code: "ECONNRESET" }), EventStoreUnavailableError],
+      [{ name: "ResourceNotFoundException", $metadata: { httpStatusCode: 400 } }, EventStoreConfigError],
+      [{ name: "AccessDeniedException" }, EventStoreConfigError],
+      [{ name: "ValidationException", $metadata: { httpStatusCode: 400 } }, EventStoreOperationError],
+    ];
+    for (const [err, type] of cases) {
+      const translated = translateDynamoDbError(err, op);
+      assert.ok(translated instanceof type, `${JSON.stringify(err)} -> ${translated.name}`);
+      assert.equal(translated.cause, err);
+      assert.equal(translated.context.operation, op);
+    }
+    assert.ok(
+      translateCancellation(["None", "TransactionConflict"], {}, op, {}) instanceof
+        EventStoreUnavailableError,
+    );
+    assert.ok(translateCancellation(["ThrottlingError"], {}, op, {}) instanceof EventStoreUnavailableError);
+    assert.ok(translateCancellation(["ValidationError"], {}, op, {}) instanceof EventStoreOperationError);
+  });
+
+  it("measures the append rate on this engine (documents' first wrap record, one transaction each)", async (t) => {
+    const { store, teardown } = await freshStore();
+    try {
+      const ws = uniqueWorkspace();
+      const run = async (count: number, concurrency: number) => {
+        const docs = Array.from({ length: count }, () => randomUUID());
+        const started = process.hrtime.bigint();
+        await mapLimit(docs, concurrency, (doc) =>
+          store.appendToStream(documentStreamId(ws, doc), [wrapRecord(ws, doc, 1)], {
+            expectedVersion: "no_stream",
+          }),
+        );
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        return count / seconds;
+      };
+      await run(20, 4); // warm-up
+      const c1 = await run(60, 1);
+      const c16 = await run(400, 16);
+      t.diagnostic(
+        `appends/s (1 wrap record, 3-4 items per transaction): concurrency 1: ${c1.toFixed(0)}, concurrency 16: ${c16.toFixed(0)}`,
+      );
+      assert.equal(await store.countDocumentsByKeyId(ws, keyId(ws, 1)), 480);
+    } finally {
+      await teardown();
+    }
+  });
+});
