@@ -79,7 +79,8 @@ async function main(): Promise<number> {
     return 1;
   }
 
-  const env: NodeJS.ProcessEnv = { ...process.env };
+  // The AWS SDK's notice that releases after early January 2027 need Node 22 would repeat in every test process.
+  const env: NodeJS.ProcessEnv = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true", ...process.env };
   let ddb: RunningDynamoDbLocal | undefined;
   if (tiers.some((t) => NEEDS_DYNAMODB.includes(t)) && !process.env.AWS_ENDPOINT_URL) {
     ddb = await startDynamoDbLocal();

@@ -1,0 +1,31 @@
+/**
+ * The event store a Lambda function uses, built once per execution environment from AMK_EVENT_TABLE (and, locally,
+ * AMK_DYNAMODB_ENDPOINT or AWS_ENDPOINT_URL for DynamoDB Local / LocalStack).
+ */
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { DynamoDbEventStore } from "../../core/adapters/dynamodb/dynamodb-event-store.js";
+import { EventStoreConfigError } from "../../core/eventstore/errors.js";
+import type { EventStore } from "../../core/eventstore/event-store.js";
+
+let cached: { key: string; store: EventStore } | undefined;
+
+export function dynamoDbClientFromEnv(env: NodeJS.ProcessEnv = process.env): DynamoDBClient {
+  const endpoint = env.AMK_DYNAMODB_ENDPOINT || env.AWS_ENDPOINT_URL || undefined;
+  return new DynamoDBClient({
+    ...(endpoint ? { endpoint } : {}),
+    region: env.AWS_REGION ?? (endpoint ? "us-east-1" : undefined),
+    // DynamoDB Local accepts any credentials; in AWS the function's role provides them.
+    ...(endpoint && !env.AWS_ACCESS_KEY_ID
+      ? { credentials: { accessKeyId: "local", secretAccessKey: "local" } }
+      : {}),
+  });
+}
+
+export function eventStoreFromEnv(env: NodeJS.ProcessEnv = process.env): EventStore {
+  const tableName = env.AMK_EVENT_TABLE;
+  if (!tableName) throw new EventStoreConfigError("AMK_EVENT_TABLE is not set");
+  const key = `${tableName}|${env.AMK_DYNAMODB_ENDPOINT ?? ""}|${env.AWS_ENDPOINT_URL ?? ""}`;
+  if (cached?.key !== key)
+    cached = { key, store: new DynamoDbEventStore({ client: dynamoDbClientFromEnv(env), tableName }) };
+  return cached.store;
+}
