@@ -1,0 +1,2 @@
+// Imported first by benchmarks: the same quiet settings as the local story.
+import "../cli/local/quiet.js";
