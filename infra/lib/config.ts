@@ -1,0 +1,272 @@
+/**
+ * Deployment configuration of the CDK app, read from CDK context (`cdk.json` "context", `cdk.context.json`, or
+ * `cdk synth -c amk:environment=prod`) and validated with zod, so that a bad value fails at synth time with a message
+ * that names the context key, instead of deploying something half-wired.
+ *
+ * Values are identifiers only: the HSM PIN is never configuration. `amk:pinSecret` names the Secrets Manager secret
+ * that holds it (a name or a complete ARN), and a value that looks like a PIN is refused without being echoed.
+ */
+import type { IConstruct } from "constructs";
+import { z } from "zod";
+import { AmkError } from "../../core/shared/errors.js";
+
+/** The context keys the app reads. Any other `amk:` key is a typo and is refused. */
+export const CONTEXT_KEYS = {
+  environment: "amk:environment",
+  pkcs11Library: "amk:pkcs11Library",
+  tokenLabel: "amk:tokenLabel",
+  pinSecret: "amk:pinSecret",
+  pkcs11LayerArn: "amk:pkcs11LayerArn",
+  lifecycleEventBus: "amk:lifecycleEventBus",
+  lifecycleEventSource: "amk:lifecycleEventSource",
+  dataKeyTtlSeconds: "amk:dataKeyTtlSeconds",
+  account: "amk:account",
+  region: "amk:region",
+} as const;
+
+type ConfigField = keyof typeof CONTEXT_KEYS;
+
+export const DEFAULT_ENVIRONMENT = "dev";
+export const DEFAULT_PKCS11_LIBRARY = "/opt/cloudhsm/lib/libcloudhsm_pkcs11.so";
+export const DEFAULT_TOKEN_LABEL = "hsm1";
+/** The event bus the ingestion pipeline publishes document lifecycle events on. */
+export const DEFAULT_LIFECYCLE_EVENT_BUS = "default";
+/** The `source` of the ingestion pipeline's document lifecycle events. */
+export const DEFAULT_LIFECYCLE_EVENT_SOURCE = "arquivomate.ingestion";
+/** Bounds of `amk:dataKeyTtlSeconds` (the `expiresAt` the data-key functions hand out; the handlers default to 300). */
+export const DATA_KEY_TTL_BOUNDS = { min: 1, max: 86_400 } as const;
+/** Default PIN secret name, per environment: `arquivomate-keys/<environment>/hsm-pin`. */
+export const defaultPinSecretName = (environment: string): string =>
+  `arquivomate-keys/${environment}/hsm-pin`;
+
+/** How the HSM PIN secret is referenced: by name (IAM resource `name-??????`) or by its complete ARN. */
+export type PinSecretRef =
+  | { readonly kind: "name"; readonly name: string }
+  | { readonly kind: "arn"; readonly arn: string; readonly name: string };
+
+export interface AmkConfig {
+  /** Short environment name; part of stack names, aliases and tags. */
+  readonly environment: string;
+  /** Absolute path of the PKCS#11 library inside the Lambda environment (the CloudHSM client's, from the layer). */
+  readonly pkcs11Library: string;
+  /** PKCS#11 token label of the HSM partition/slot. */
+  readonly tokenLabel: string;
+  /** The Secrets Manager secret holding the HSM crypto-user PIN (`user:password`). */
+  readonly pinSecret: PinSecretRef;
+  /** Lambda layer carrying the CloudHSM PKCS#11 library and the pkcs11js native module; absent: no layer. */
+  readonly pkcs11LayerArn?: string;
+  /** Name of the event bus (in this account and region) carrying the document lifecycle events. */
+  readonly lifecycleEventBus: string;
+  /** `source` of the document lifecycle events the rule matches. */
+  readonly lifecycleEventSource: string;
+  /** `AMK_DATA_KEY_TTL_SECONDS` of the data-key functions; absent: not set (the handlers' default applies). */
+  readonly dataKeyTtlSeconds?: number;
+  /** Target account/region; both absent: environment-agnostic stacks. */
+  readonly account?: string;
+  readonly region?: string;
+}
+
+/** Synth-time configuration error: every problem found, one line each, naming the context key. */
+export class InvalidInfraConfigError extends AmkError {
+  readonly code = "INVALID_INFRA_CONFIG";
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(
+      'Invalid ArquivoMate Keys configuration in CDK context (set it in cdk.json "context" or with ' +
+        "`cdk synth -c <key>=<value>`):\n" +
+        problems.map((p) => `  - ${p}`).join("\n"),
+      { context: { problems: [...problems] } },
+    );
+    this.problems = problems;
+  }
+}
+
+const SECRET_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
+const SECRET_COMPLETE_ARN =
+  /^arn:aws[a-z-]*:secretsmanager:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:secret:([A-Za-z0-9/_+=.@-]+)-[A-Za-z0-9]{6}$/;
+const LAYER_VERSION_ARN =
+  /^arn:aws[a-z-]*:lambda:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:layer:[A-Za-z0-9_-]{1,140}:\d+$/;
+
+/** A context value: absent (`undefined`/`null`) means "use the default"; otherwise a string, checked per key. */
+const optionalText = z
+  .union([z.string(), z.null(), z.undefined()], { error: "must be a string (quote it in cdk.json)" })
+  .transform((v) => (v === null ? undefined : v));
+
+const TTL_MESSAGE = `must be a whole number of seconds from ${DATA_KEY_TTL_BOUNDS.min} to ${DATA_KEY_TTL_BOUNDS.max}`;
+
+const schema = z.object({
+  environment: optionalText
+    .transform((v) => v ?? DEFAULT_ENVIRONMENT)
+    .pipe(
+      z
+        .string()
+        .regex(
+          /^[a-z][a-z0-9-]{0,19}$/,
+          "must be 1-20 lower-case letters, digits or hyphens starting with a letter (it becomes part of stack names)",
+        ),
+    ),
+  pkcs11Library: optionalText
+    .transform((v) => v ?? DEFAULT_PKCS11_LIBRARY)
+    .pipe(
+      z
+        .string()
+        .regex(
+          /^\/[^\0\s]*\.so(?:\.\d+)*$/,
+          `must be the absolute path of a shared library (.so) inside the Lambda environment, e.g. ${DEFAULT_PKCS11_LIBRARY}`,
+        ),
+    ),
+  tokenLabel: optionalText
+    .transform((v) => v ?? DEFAULT_TOKEN_LABEL)
+    .pipe(
+      z
+        .string()
+        .refine(
+          (v) => v.length > 0 && v.trim() === v && Buffer.byteLength(v, "utf8") <= 32,
+          "must be a PKCS#11 token label: 1-32 bytes without leading or trailing blanks",
+        ),
+    ),
+  // The value of this key is never echoed in messages: a misplaced PIN must not end up in a CI log.
+  pinSecret: optionalText,
+  pkcs11LayerArn: optionalText.pipe(
+    z
+      .string()
+      .regex(
+        LAYER_VERSION_ARN,
+        "must be a Lambda layer version ARN such as arn:aws:lambda:eu-central-1:123456789012:layer:cloudhsm-pkcs11:3",
+      )
+      .optional(),
+  ),
+  lifecycleEventBus: optionalText
+    .transform((v) => v ?? DEFAULT_LIFECYCLE_EVENT_BUS)
+    .pipe(
+      z
+        .string()
+        .regex(
+          /^[A-Za-z0-9._-]{1,256}$/,
+          'must be the name (not the ARN) of an event bus in the target account and region, e.g. "default"',
+        ),
+    ),
+  lifecycleEventSource: optionalText
+    .transform((v) => v ?? DEFAULT_LIFECYCLE_EVENT_SOURCE)
+    .pipe(
+      z
+        .string()
+        .regex(
+          /^(?!aws\.)[A-Za-z0-9][A-Za-z0-9._/-]{0,255}$/,
+          `must be an EventBridge event source such as ${DEFAULT_LIFECYCLE_EVENT_SOURCE} (not starting with "aws.")`,
+        ),
+    ),
+  dataKeyTtlSeconds: z
+    .union([z.string(), z.number(), z.null(), z.undefined()], { error: TTL_MESSAGE })
+    .transform((v) => (v === null || v === undefined ? undefined : typeof v === "string" ? Number(v) : v))
+    .pipe(
+      z
+        .number({ error: TTL_MESSAGE })
+        .int(TTL_MESSAGE)
+        .min(DATA_KEY_TTL_BOUNDS.min, TTL_MESSAGE)
+        .max(DATA_KEY_TTL_BOUNDS.max, TTL_MESSAGE)
+        .optional(),
+    ),
+  account: optionalText.pipe(
+    z
+      .string()
+      .regex(/^\d{12}$/, "must be a 12-digit AWS account id")
+      .optional(),
+  ),
+  region: optionalText.pipe(
+    z
+      .string()
+      .regex(/^[a-z]{2}(?:-[a-z]+)+-\d$/, "must be an AWS region such as eu-central-1")
+      .optional(),
+  ),
+});
+
+function parsePinSecret(value: string | undefined, environment: string): PinSecretRef | string {
+  if (value === undefined) return { kind: "name", name: defaultPinSecretName(environment) };
+  if (value.startsWith("arn:")) {
+    const m = SECRET_COMPLETE_ARN.exec(value);
+    if (m?.[1] === undefined) {
+      return (
+        "must be a secret name or a complete Secrets Manager secret ARN " +
+        "(arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>); partial ARNs are not accepted"
+      );
+    }
+    return { kind: "arn", arn: value, name: m[1] };
+  }
+  if (value.includes(":")) {
+    return (
+      "is neither a secret name nor an ARN (secret names contain no ':'). It looks like a PIN: " +
+      "configure the name or ARN of the secret that holds the PIN, never the PIN itself"
+    );
+  }
+  if (!SECRET_NAME.test(value)) {
+    return "must be a Secrets Manager secret name: 1-512 characters from A-Z a-z 0-9 / _ + = . @ -";
+  }
+  return { kind: "name", name: value };
+}
+
+/** Reads and validates the configuration from the context of `scope` (usually the App). Throws on any problem. */
+export function loadConfig(scope: IConstruct): AmkConfig {
+  const raw: Record<ConfigField, unknown> = {
+    environment: scope.node.tryGetContext(CONTEXT_KEYS.environment),
+    pkcs11Library: scope.node.tryGetContext(CONTEXT_KEYS.pkcs11Library),
+    tokenLabel: scope.node.tryGetContext(CONTEXT_KEYS.tokenLabel),
+    pinSecret: scope.node.tryGetContext(CONTEXT_KEYS.pinSecret),
+    pkcs11LayerArn: scope.node.tryGetContext(CONTEXT_KEYS.pkcs11LayerArn),
+    lifecycleEventBus: scope.node.tryGetContext(CONTEXT_KEYS.lifecycleEventBus),
+    lifecycleEventSource: scope.node.tryGetContext(CONTEXT_KEYS.lifecycleEventSource),
+    dataKeyTtlSeconds: scope.node.tryGetContext(CONTEXT_KEYS.dataKeyTtlSeconds),
+    account: scope.node.tryGetContext(CONTEXT_KEYS.account),
+    region: scope.node.tryGetContext(CONTEXT_KEYS.region),
+  };
+  const problems: string[] = [];
+
+  const known = new Set<string>(Object.values(CONTEXT_KEYS));
+  for (const key of Object.keys(scope.node.getAllContext())) {
+    if (key.startsWith("amk:") && !known.has(key)) {
+      problems.push(`${key}: unknown context key (known keys: ${[...known].join(", ")})`);
+    }
+  }
+
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const field = issue.path[0] as ConfigField;
+      const key = CONTEXT_KEYS[field] ?? String(field);
+      const shown =
+        field === "pinSecret" || typeof raw[field] !== "string" ? "" : ` (got "${String(raw[field])}")`;
+      problems.push(`${key}: ${issue.message}${shown}`);
+    }
+  }
+  const environment = parsed.success ? parsed.data.environment : DEFAULT_ENVIRONMENT;
+  let pinSecret: PinSecretRef | undefined;
+  if (raw.pinSecret === undefined || raw.pinSecret === null || typeof raw.pinSecret === "string") {
+    const ref = parsePinSecret(raw.pinSecret ?? undefined, environment);
+    if (typeof ref === "string") problems.push(`${CONTEXT_KEYS.pinSecret}: ${ref}`);
+    else pinSecret = ref;
+  }
+  if (parsed.success && (parsed.data.account === undefined) !== (parsed.data.region === undefined)) {
+    problems.push(
+      `${CONTEXT_KEYS.account} / ${CONTEXT_KEYS.region}: give both (environment-specific stacks) or neither ` +
+        "(environment-agnostic stacks)",
+    );
+  }
+
+  if (problems.length > 0 || !parsed.success || pinSecret === undefined) {
+    throw new InvalidInfraConfigError(problems);
+  }
+  const d = parsed.data;
+  return {
+    environment: d.environment,
+    pkcs11Library: d.pkcs11Library,
+    tokenLabel: d.tokenLabel,
+    pinSecret,
+    ...(d.pkcs11LayerArn === undefined ? {} : { pkcs11LayerArn: d.pkcs11LayerArn }),
+    lifecycleEventBus: d.lifecycleEventBus,
+    lifecycleEventSource: d.lifecycleEventSource,
+    ...(d.dataKeyTtlSeconds === undefined ? {} : { dataKeyTtlSeconds: d.dataKeyTtlSeconds }),
+    ...(d.account === undefined ? {} : { account: d.account }),
+    ...(d.region === undefined ? {} : { region: d.region }),
+  };
+}

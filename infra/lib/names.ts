@@ -1,0 +1,32 @@
+/**
+ * Names both stacks must agree on without referencing each other's constructs.
+ *
+ * The EventBridge rule lives in the stateless stack, its dead-letter queue (and that queue's KMS key) in the stateful
+ * stack. The queue policy and the key policy must name the rule (`aws:SourceArn`), but a reference from the stateful
+ * stack to the rule would make the two stacks depend on each other. So the rule gets a fixed name, and both stacks
+ * build its ARN from that name.
+ */
+import { ArnFormat, Stack } from "aws-cdk-lib";
+import type { AmkConfig } from "./config.js";
+
+/** Physical name of the document-lifecycle rule: fixed, so that the stateful stack can name it in its policies. */
+export function lifecycleRuleName(config: Pick<AmkConfig, "environment">): string {
+  return `amk-${config.environment}-document-lifecycle`;
+}
+
+/**
+ * ARN of the document-lifecycle rule, in the account and region of `stack`: `rule/<name>` on the default bus,
+ * `rule/<bus>/<name>` on a custom bus (the format EventBridge uses).
+ */
+export function lifecycleRuleArn(
+  stack: Stack,
+  config: Pick<AmkConfig, "environment" | "lifecycleEventBus">,
+): string {
+  const name = lifecycleRuleName(config);
+  return stack.formatArn({
+    service: "events",
+    resource: "rule",
+    resourceName: config.lifecycleEventBus === "default" ? name : `${config.lifecycleEventBus}/${name}`,
+    arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+  });
+}

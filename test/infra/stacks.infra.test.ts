@@ -1,0 +1,866 @@
+/**
+ * Infrastructure tests: the resources that matter, asserted on the synthesised templates, plus cdk-nag.
+ *
+ * The app is synthesised once for the default shape (with real esbuild bundling, as `cdk synth` does) and once for a
+ * fully configured production-like shape (layer, secret by complete ARN, account/region; bundling skipped). A third,
+ * deliberately non-compliant app proves that cdk-nag really runs and fails the synth.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { Validations, type CfnElement, type Stack } from "aws-cdk-lib";
+import { Match, Template } from "aws-cdk-lib/assertions";
+import { Key } from "aws-cdk-lib/aws-kms";
+import type { IConstruct } from "constructs";
+import { createApp, type AmkApp } from "../../infra/bin/app.js";
+import { InvalidInfraConfigError } from "../../infra/lib/config.js";
+import { ESM_REQUIRE_BANNER } from "../../infra/lib/stateless-stack.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const CDK_JSON_CONTEXT = (
+  JSON.parse(readFileSync(join(ROOT, "cdk.json"), "utf8")) as { context: Record<string, unknown> }
+).context;
+const NO_BUNDLING = { "aws:cdk:bundling-stacks": [] };
+
+const outdirs: string[] = [];
+function synthApp(context: Record<string, unknown>): { amk: AmkApp; outdir: string } {
+  const outdir = mkdtempSync(join(tmpdir(), "amk-infra-test-"));
+  outdirs.push(outdir);
+  return { amk: createApp({ context: { ...CDK_JSON_CONTEXT, ...context }, outdir }), outdir };
+}
+
+interface ValidationReport {
+  pluginReports: {
+    pluginName: string;
+    conclusion: string;
+    violations: { ruleName: string; severity: string }[];
+  }[];
+}
+function readReport(outdir: string): ValidationReport {
+  return JSON.parse(readFileSync(join(outdir, "validation-report.json"), "utf8")) as ValidationReport;
+}
+
+type Statement = { Sid?: string; Action: string | string[]; Resource: unknown; Effect: string };
+type PolicyResource = {
+  Properties: { PolicyDocument: { Statement: Statement[] }; Roles: { Ref: string }[] };
+};
+function statementsOf(template: Template): Statement[] {
+  return Object.values(template.findResources("AWS::IAM::Policy")).flatMap(
+    (p) => (p as PolicyResource).Properties.PolicyDocument.Statement,
+  );
+}
+const actionsOf = (s: Statement): string[] => (Array.isArray(s.Action) ? s.Action : [s.Action]);
+
+type FunctionResource = {
+  Properties: {
+    Role: { "Fn::GetAtt": [string, string] };
+    Environment: { Variables: Record<string, unknown> };
+    Layers?: unknown;
+  };
+};
+/** The function whose POWERTOOLS_SERVICE_NAME is `arquivomate-keys-<name>`: its logical id and resource. */
+function functionOf(template: Template, name: string): { id: string; fn: FunctionResource } {
+  const found = Object.entries(template.findResources("AWS::Lambda::Function")).filter(
+    ([, r]) =>
+      (r as FunctionResource).Properties.Environment.Variables.POWERTOOLS_SERVICE_NAME ===
+      `arquivomate-keys-${name}`,
+  );
+  assert.equal(found.length, 1, `exactly one function ${name}`);
+  const [id, fn] = found[0]!;
+  return { id, fn: fn as FunctionResource };
+}
+/** Every statement of every policy attached to the role of function `name`. */
+function roleStatementsOf(template: Template, name: string): Statement[] {
+  const roleId = functionOf(template, name).fn.Properties.Role["Fn::GetAtt"][0];
+  return Object.values(template.findResources("AWS::IAM::Policy"))
+    .map((p) => (p as PolicyResource).Properties)
+    .filter((p) => p.Roles.some((r) => r.Ref === roleId))
+    .flatMap((p) => p.PolicyDocument.Statement);
+}
+/**
+ * A value read from the stateful stack (`Fn::GetStackOutput`, CDK's weak cross-stack reference) replaced by what
+ * the stateful stack publishes under that output name, e.g. `{ "Fn::GetAtt": ["EventStore...", "Arn"] }`.
+ */
+function fromStateful(value: unknown, stateful: Template, statefulStackName: string): unknown {
+  const ref = (value as { "Fn::GetStackOutput"?: { StackName: string; OutputName: string } })[
+    "Fn::GetStackOutput"
+  ];
+  if (ref === undefined) return value;
+  assert.equal(ref.StackName, statefulStackName);
+  const outputs = stateful.toJSON().Outputs as Record<string, { Value: unknown }>;
+  const output = outputs[ref.OutputName];
+  assert.ok(output, `the stateful stack publishes ${ref.OutputName}`);
+  return output.Value;
+}
+/** The logical id of the only resource of `type` matching `props` (or the only one of that type). */
+function logicalIdOf(template: Template, type: string, props?: Record<string, unknown>): string {
+  const ids = Object.keys(template.findResources(type, props === undefined ? {} : { Properties: props }));
+  assert.equal(ids.length, 1, `exactly one ${type} matching ${JSON.stringify(props)}`);
+  return ids[0]!;
+}
+const arnOf = (logicalId: string) => ({ "Fn::GetAtt": [logicalId, "Arn"] });
+/** The logical id of the CloudFormation resource behind an L2 construct. */
+const logicalIdIn = (stack: Stack, construct: IConstruct): string =>
+  stack.getLogicalId(construct.node.defaultChild as CfnElement);
+
+after(() => {
+  for (const d of outdirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe("default configuration (as `cdk synth` with cdk.json)", () => {
+  const PIN_SECRET_NAME = "amk-test/hsm-pin";
+  let amk: AmkApp;
+  let outdir: string;
+  let stateful: Template;
+  let stateless: Template;
+
+  before(() => {
+    ({ amk, outdir } = synthApp({ "amk:environment": "test", "amk:pinSecret": PIN_SECRET_NAME }));
+    amk.app.synth(); // throws if cdk-nag (or any validation plugin) reports an unacknowledged finding
+    stateful = Template.fromStack(amk.stateful);
+    stateless = Template.fromStack(amk.stateless);
+  });
+
+  const byAlias = (alias: string) => {
+    const aliases = Object.values(
+      stateful.findResources("AWS::KMS::Alias", { Properties: { AliasName: alias } }),
+    );
+    assert.equal(aliases.length, 1, alias);
+    return (aliases[0] as { Properties: { TargetKeyId: { "Fn::GetAtt": [string, string] } } }).Properties
+      .TargetKeyId["Fn::GetAtt"][0];
+  };
+  const eventStoreKeyId = () => byAlias("alias/arquivomate-keys/test/event-store");
+  const deadLetterKeyId = () => byAlias("alias/arquivomate-keys/test/dead-letters");
+  const failuresQueueId = () => logicalIdIn(amk.stateful, amk.stateful.deadLetters.lifecycleFailures);
+  const undeliveredQueueId = () => logicalIdIn(amk.stateful, amk.stateful.deadLetters.lifecycleUndelivered);
+  const tableId = () => logicalIdOf(stateful, "AWS::DynamoDB::Table");
+  const resolve = (v: unknown) => fromStateful(v, stateful, "amk-test-stateful");
+
+  it("passes cdk-nag AwsSolutions with no unacknowledged finding", () => {
+    const report = readReport(outdir);
+    for (const plugin of report.pluginReports) {
+      assert.notEqual(plugin.conclusion, "failure", `${plugin.pluginName} failed`);
+      assert.deepEqual(plugin.violations, [], `${plugin.pluginName} reported violations`);
+    }
+  });
+
+  it("acknowledges only AwsSolutions-L1 on the functions and AwsSolutions-SQS3 on the DLQs, with reasons", () => {
+    const acknowledged: [string, string, string][] = [];
+    for (const c of amk.app.node.findAll()) {
+      for (const m of c.node.metadata) {
+        if (m.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY) continue;
+        for (const [id, reason] of Object.entries(m.data as Record<string, string>))
+          acknowledged.push([c.node.path, id, reason]);
+      }
+    }
+    assert.deepEqual(acknowledged.map(([path, id]) => [path, id]).sort(), [
+      ["amk-test-stateful/LifecycleFailures/Resource", "Annotation::AwsSolutions-SQS3"],
+      ["amk-test-stateful/LifecycleUndelivered/Resource", "Annotation::AwsSolutions-SQS3"],
+      ["amk-test-stateless/DecryptDataKeys/Resource", "Annotation::AwsSolutions-L1"],
+      ["amk-test-stateless/DocumentLifecycle/Resource", "Annotation::AwsSolutions-L1"],
+      ["amk-test-stateless/GenerateDataKeys/Resource", "Annotation::AwsSolutions-L1"],
+      ["amk-test-stateless/HsmHealth/Resource", "Annotation::AwsSolutions-L1"],
+    ]);
+    for (const [, id, reason] of acknowledged) {
+      if (id.endsWith("L1")) assert.match(reason, /pkcs11js.*Node 22 ABI/);
+      else assert.match(reason, /itself a dead-letter queue/);
+    }
+    // The reasons travel in the templates, on the resources they are about and nothing else.
+    const withMetadata = (t: Template) =>
+      Object.values(
+        t.toJSON().Resources as Record<string, { Type: string; Metadata?: { cdk_nag?: unknown } }>,
+      )
+        .filter((r) => r.Metadata?.cdk_nag !== undefined)
+        .map((r) => r.Type);
+    assert.deepEqual(withMetadata(stateless), Array(4).fill("AWS::Lambda::Function"));
+    assert.deepEqual(withMetadata(stateful), Array(2).fill("AWS::SQS::Queue"));
+    stateless.hasResource("AWS::Lambda::Function", {
+      Metadata: {
+        cdk_nag: { rules_to_suppress: [{ id: "AwsSolutions-L1", reason: Match.stringLikeRegexp("ABI") }] },
+      },
+    });
+    stateful.hasResource("AWS::SQS::Queue", {
+      Metadata: {
+        cdk_nag: {
+          rules_to_suppress: [
+            { id: "AwsSolutions-SQS3", reason: Match.stringLikeRegexp("dead-letter queue") },
+          ],
+        },
+      },
+    });
+  });
+
+  it("is environment-agnostic without account/region context", () => {
+    assert.equal(amk.stateful.stackName, "amk-test-stateful");
+    assert.equal(amk.stateless.stackName, "amk-test-stateless");
+    assert.equal(amk.stateful.environment, "aws://unknown-account/unknown-region");
+    assert.ok(amk.stateless.dependencies.includes(amk.stateful));
+  });
+
+  describe("stateful stack", () => {
+    it("has the event-store table: pk/sk strings, on-demand, PITR, deletion protection", () => {
+      stateful.resourceCountIs("AWS::DynamoDB::Table", 1);
+      stateful.hasResourceProperties("AWS::DynamoDB::Table", {
+        KeySchema: [
+          { AttributeName: "pk", KeyType: "HASH" },
+          { AttributeName: "sk", KeyType: "RANGE" },
+        ],
+        AttributeDefinitions: Match.arrayWith([
+          { AttributeName: "pk", AttributeType: "S" },
+          { AttributeName: "sk", AttributeType: "S" },
+        ]),
+        BillingMode: "PAY_PER_REQUEST",
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        DeletionProtectionEnabled: true,
+      });
+    });
+
+    it("has the two census GSIs projecting ALL", () => {
+      stateful.hasResourceProperties("AWS::DynamoDB::Table", {
+        AttributeDefinitions: Match.arrayWith([
+          { AttributeName: "gsi1pk", AttributeType: "S" },
+          { AttributeName: "gsi1sk", AttributeType: "S" },
+          { AttributeName: "gsi2pk", AttributeType: "S" },
+          { AttributeName: "gsi2sk", AttributeType: "S" },
+        ]),
+        GlobalSecondaryIndexes: [
+          {
+            IndexName: "census-1",
+            KeySchema: [
+              { AttributeName: "gsi1pk", KeyType: "HASH" },
+              { AttributeName: "gsi1sk", KeyType: "RANGE" },
+            ],
+            Projection: { ProjectionType: "ALL" },
+          },
+          {
+            IndexName: "census-2",
+            KeySchema: [
+              { AttributeName: "gsi2pk", KeyType: "HASH" },
+              { AttributeName: "gsi2sk", KeyType: "RANGE" },
+            ],
+            Projection: { ProjectionType: "ALL" },
+          },
+        ],
+      });
+    });
+
+    it("encrypts the table with the stack's rotating customer-managed key", () => {
+      stateful.resourceCountIs("AWS::KMS::Key", 2); // the event store's and the dead-letter queues'
+      const keyId = eventStoreKeyId();
+      stateful.hasResourceProperties("AWS::KMS::Key", { EnableKeyRotation: true });
+      assert.equal(
+        Object.keys(stateful.findResources("AWS::KMS::Key", { Properties: { EnableKeyRotation: true } }))
+          .length,
+        2,
+      );
+      stateful.hasResourceProperties("AWS::DynamoDB::Table", {
+        SSESpecification: {
+          SSEEnabled: true,
+          SSEType: "KMS",
+          KMSMasterKeyId: { "Fn::GetAtt": [keyId, "Arn"] },
+        },
+      });
+    });
+
+    it("retains the table, the keys and the queues", () => {
+      for (const type of ["AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::SQS::Queue"]) {
+        const all = Object.keys(stateful.findResources(type));
+        const retained = Object.keys(
+          stateful.findResources(type, { DeletionPolicy: "Retain", UpdateReplacePolicy: "Retain" }),
+        );
+        assert.ok(all.length > 0, `some ${type}`);
+        assert.deepEqual(retained, all, `every ${type} is retained`);
+      }
+    });
+
+    it("exposes the table, key, queues and queue key to the stateless stack", () => {
+      assert.equal(amk.stateless.eventStore.table, amk.stateful.eventStore.table);
+      assert.equal(amk.stateless.eventStore.key, amk.stateful.eventStore.key);
+      assert.equal(amk.stateless.deadLetters, amk.stateful.deadLetters);
+    });
+
+    it("has two dead-letter queues: SSE with the rotating dead-letter key, 14 days, no DLQ of their own", () => {
+      stateful.resourceCountIs("AWS::SQS::Queue", 2);
+      const dlKey = deadLetterKeyId();
+      assert.equal(
+        (stateful.toJSON().Resources[dlKey] as { Properties: { EnableKeyRotation: boolean } }).Properties
+          .EnableKeyRotation,
+        true,
+      );
+      for (const id of [failuresQueueId(), undeliveredQueueId()]) {
+        const q = stateful.toJSON().Resources[id] as { Properties: Record<string, unknown> };
+        assert.deepEqual(q.Properties.KmsMasterKeyId, arnOf(dlKey));
+        assert.equal(q.Properties.MessageRetentionPeriod, 14 * 24 * 3600);
+        assert.equal(q.Properties.RedrivePolicy, undefined);
+        assert.equal(q.Properties.SqsManagedSseEnabled, undefined);
+      }
+      assert.notEqual(dlKey, eventStoreKeyId(), "not the event store's key");
+    });
+
+    it("enforces SSL on both queues", () => {
+      for (const id of [failuresQueueId(), undeliveredQueueId()]) {
+        stateful.hasResourceProperties("AWS::SQS::QueuePolicy", {
+          Queues: [{ Ref: id }],
+          PolicyDocument: {
+            Statement: Match.arrayWith([
+              {
+                Action: "sqs:*",
+                Condition: { Bool: { "aws:SecureTransport": "false" } },
+                Effect: "Deny",
+                Principal: { AWS: "*" },
+                Resource: arnOf(id),
+              },
+            ]),
+          },
+        });
+      }
+    });
+
+    it("lets EventBridge write to the rule's DLQ and use its key, for the lifecycle rule only", () => {
+      const ruleArn = {
+        "Fn::Join": [
+          "",
+          [
+            "arn:",
+            { Ref: "AWS::Partition" },
+            ":events:",
+            { Ref: "AWS::Region" },
+            ":",
+            { Ref: "AWS::AccountId" },
+            ":rule/amk-test-document-lifecycle",
+          ],
+        ],
+      };
+      stateful.hasResourceProperties("AWS::SQS::QueuePolicy", {
+        Queues: [{ Ref: undeliveredQueueId() }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            {
+              Sid: "EventBridgeRuleDeadLetters",
+              Action: "sqs:SendMessage",
+              Condition: { ArnEquals: { "aws:SourceArn": ruleArn } },
+              Effect: "Allow",
+              Principal: { Service: "events.amazonaws.com" },
+              Resource: arnOf(undeliveredQueueId()),
+            },
+          ]),
+        },
+      });
+      // The function's on-failure queue admits no service principal: Lambda sends with the function's role.
+      const failuresPolicy = Object.values(
+        stateful.findResources("AWS::SQS::QueuePolicy", {
+          Properties: { Queues: [{ Ref: failuresQueueId() }] },
+        }),
+      )[0] as PolicyResource;
+      assert.deepEqual(
+        failuresPolicy.Properties.PolicyDocument.Statement.map((st) => st.Effect),
+        ["Deny"],
+      );
+      const keyPolicy = (
+        stateful.toJSON().Resources[deadLetterKeyId()] as {
+          Properties: { KeyPolicy: { Statement: Record<string, unknown>[] } };
+        }
+      ).Properties.KeyPolicy.Statement;
+      assert.deepEqual(
+        keyPolicy.find((st) => st.Sid === "EventBridgeRuleDeadLetters"),
+        {
+          Sid: "EventBridgeRuleDeadLetters",
+          Action: ["kms:Decrypt", "kms:GenerateDataKey"],
+          Condition: { ArnEquals: { "aws:SourceArn": ruleArn } },
+          Effect: "Allow",
+          Principal: { Service: "events.amazonaws.com" },
+          Resource: "*",
+        },
+      );
+    });
+
+    it("outputs the URLs of both dead-letter queues", () => {
+      stateful.hasOutput("LifecycleFailuresQueueUrl", { Value: { Ref: failuresQueueId() } });
+      stateful.hasOutput("LifecycleUndeliveredQueueUrl", { Value: { Ref: undeliveredQueueId() } });
+    });
+  });
+
+  describe("stateless stack: every function", () => {
+    const NAMES = ["hsm-health", "generate-data-keys", "decrypt-data-keys", "document-lifecycle"];
+
+    it("has four nodejs22.x x86_64 functions, each logging to its own group with retention, no layer", () => {
+      stateless.resourceCountIs("AWS::Lambda::Function", 4);
+      stateless.resourceCountIs("AWS::Logs::LogGroup", 4);
+      const logGroups = new Set<string>();
+      for (const name of NAMES) {
+        const { fn } = functionOf(stateless, name);
+        const p = fn.Properties as unknown as Record<string, unknown>;
+        assert.equal(p.Runtime, "nodejs22.x", name);
+        assert.deepEqual(p.Architectures, ["x86_64"], name);
+        assert.equal(p.Handler, "index.handler", name);
+        assert.equal(p.Layers, undefined, name);
+        const logGroup = (p.LoggingConfig as { LogGroup: { Ref: string } }).LogGroup.Ref;
+        logGroups.add(logGroup);
+        const group = stateless.toJSON().Resources[logGroup] as {
+          Properties: { RetentionInDays: number };
+          DeletionPolicy: string;
+        };
+        assert.equal(group.Properties.RetentionInDays, 90, `${name}: 3 months retention`);
+        assert.equal(group.DeletionPolicy, "Retain", `${name}: log group retained`);
+      }
+      assert.equal(logGroups.size, 4, "one log group per function");
+    });
+
+    it("sizes them: hsm-health 256 MB/10 s, data keys 512 MB/10 s, lifecycle 512 MB/30 s", () => {
+      const sizes = Object.fromEntries(
+        NAMES.map((name) => {
+          const p = functionOf(stateless, name).fn.Properties as unknown as Record<string, number>;
+          return [name, [p.MemorySize, p.Timeout]];
+        }),
+      );
+      assert.deepEqual(sizes, {
+        "hsm-health": [256, 10],
+        "generate-data-keys": [512, 10],
+        "decrypt-data-keys": [512, 10],
+        "document-lifecycle": [512, 30],
+      });
+    });
+
+    it("gives each the PKCS#11 settings and the PIN secret's id, never a PIN; the table name to the data-key ones", () => {
+      const expected = (name: string, table: boolean) => ({
+        AMK_PKCS11_LIBRARY: "/opt/cloudhsm/lib/libcloudhsm_pkcs11.so",
+        AMK_PKCS11_TOKEN_LABEL: "hsm1",
+        AMK_PKCS11_PIN_SECRET_ID: PIN_SECRET_NAME,
+        ...(table ? { AMK_EVENT_TABLE: { Ref: tableId() } } : {}),
+        POWERTOOLS_SERVICE_NAME: `arquivomate-keys-${name}`,
+        NODE_OPTIONS: "--enable-source-maps",
+      });
+      for (const name of NAMES) {
+        const vars = functionOf(stateless, name).fn.Properties.Environment.Variables;
+        const resolved = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, resolve(v)]));
+        assert.deepEqual(resolved, expected(name, name !== "hsm-health"), name);
+        for (const key of Object.keys(vars)) {
+          assert.doesNotMatch(key, /PIN$|PASSWORD|PASSPHRASE/, `${name}: ${key} must not carry a secret`);
+        }
+      }
+    });
+
+    it("gives each its own role: no managed policy, logs on its own group, GetSecretValue on exactly the PIN secret", () => {
+      stateless.resourceCountIs("AWS::IAM::Role", 4);
+      const roles = new Set(NAMES.map((n) => functionOf(stateless, n).fn.Properties.Role["Fn::GetAtt"][0]));
+      assert.equal(roles.size, 4, "one role per function");
+      for (const roleId of roles) {
+        const role = stateless.toJSON().Resources[roleId] as { Properties: Record<string, unknown> };
+        assert.deepEqual(role.Properties.AssumeRolePolicyDocument, {
+          Statement: [
+            { Action: "sts:AssumeRole", Effect: "Allow", Principal: { Service: "lambda.amazonaws.com" } },
+          ],
+          Version: "2012-10-17",
+        });
+        assert.equal(role.Properties.ManagedPolicyArns, undefined);
+      }
+      const pinSecretArn = {
+        "Fn::Join": [
+          "",
+          [
+            "arn:",
+            { Ref: "AWS::Partition" },
+            ":secretsmanager:",
+            { Ref: "AWS::Region" },
+            ":",
+            { Ref: "AWS::AccountId" },
+            `:secret:${PIN_SECRET_NAME}-??????`,
+          ],
+        ],
+      };
+      for (const name of NAMES) {
+        const statements = roleStatementsOf(stateless, name);
+        const logGroup = (
+          functionOf(stateless, name).fn.Properties as unknown as {
+            LoggingConfig: { LogGroup: { Ref: string } };
+          }
+        ).LoggingConfig.LogGroup.Ref;
+        assert.deepEqual(
+          statements.filter((st) => actionsOf(st).some((a) => a.startsWith("logs:"))),
+          [
+            {
+              Sid: "WriteOwnLogs",
+              Action: ["logs:CreateLogStream", "logs:PutLogEvents"],
+              Effect: "Allow",
+              Resource: arnOf(logGroup),
+            },
+          ],
+          name,
+        );
+        assert.deepEqual(
+          statements.filter((st) => actionsOf(st).some((a) => a.startsWith("secretsmanager:"))),
+          [
+            {
+              Sid: "ReadHsmPin",
+              Action: "secretsmanager:GetSecretValue",
+              Effect: "Allow",
+              Resource: pinSecretArn,
+            },
+          ],
+          name,
+        );
+      }
+    });
+
+    it("grants no wildcard action or resource anywhere", () => {
+      for (const st of statementsOf(stateless)) {
+        assert.equal(st.Effect, "Allow");
+        assert.notEqual(st.Resource, "*", `no statement on Resource "*": ${JSON.stringify(st)}`);
+        assert.ok(
+          !JSON.stringify(st.Resource).includes("*"),
+          `no wildcard resource: ${JSON.stringify(st.Resource)}`,
+        );
+        assert.ok(
+          !actionsOf(st).some((a) => a.includes("*")),
+          `no wildcard action: ${JSON.stringify(st.Action)}`,
+        );
+      }
+    });
+
+    it("bundles each as ESM with the createRequire banner and leaves pkcs11js and the AWS SDK external", () => {
+      const assetDirs = readdirSync(outdir).filter((d) => d.startsWith("asset."));
+      assert.equal(assetDirs.length, 4, "one bundled asset per function");
+      for (const assetDir of assetDirs) {
+        const bundle = readFileSync(join(outdir, assetDir, "index.mjs"), "utf8");
+        assert.ok(
+          bundle.startsWith(ESM_REQUIRE_BANNER),
+          `${assetDir}: bundle starts with the require banner`,
+        );
+        assert.doesNotMatch(bundle, /pkcs11\.node/, "pkcs11js's native binding is not bundled");
+        assert.doesNotMatch(bundle, /class SecretsManagerServiceException/, "the AWS SDK is not bundled");
+        assert.doesNotMatch(bundle, /class DynamoDBServiceException/, "the AWS SDK is not bundled");
+      }
+    });
+  });
+
+  describe("stateless stack: IAM per function", () => {
+    /** The role's statements as [Sid, actions, resource read through the cross-stack reference], in order. */
+    const grants = (name: string) =>
+      roleStatementsOf(stateless, name)
+        .filter((st) => st.Sid !== "WriteOwnLogs" && st.Sid !== "ReadHsmPin")
+        .map((st) => [st.Sid ?? "", [...actionsOf(st)].sort(), resolve(st.Resource)]);
+
+    it("hsm-health: nothing beyond its logs and the PIN secret", () => {
+      assert.deepEqual(grants("hsm-health"), []);
+    });
+
+    it("generate-data-keys: GetItem, Query, BatchGetItem, PutItem on the table; Decrypt/Encrypt/GenerateDataKey on its key", () => {
+      assert.deepEqual(grants("generate-data-keys"), [
+        [
+          "AppendToEventStore",
+          ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+          arnOf(tableId()),
+        ],
+        ["UseEventStoreKey", ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], arnOf(eventStoreKeyId())],
+      ]);
+    });
+
+    it("decrypt-data-keys: GetItem and Query on the table; Decrypt on its key", () => {
+      assert.deepEqual(grants("decrypt-data-keys"), [
+        ["ReadEventStore", ["dynamodb:GetItem", "dynamodb:Query"], arnOf(tableId())],
+        ["UseEventStoreKey", ["kms:Decrypt"], arnOf(eventStoreKeyId())],
+      ]);
+    });
+
+    it("document-lifecycle: the writes of generate-data-keys, plus sending to its DLQ with that queue's key", () => {
+      assert.deepEqual(grants("document-lifecycle"), [
+        [
+          "AppendToEventStore",
+          ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+          arnOf(tableId()),
+        ],
+        ["UseEventStoreKey", ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"], arnOf(eventStoreKeyId())],
+        ["SendToDeadLetterQueue", ["kms:Decrypt", "kms:GenerateDataKey"], arnOf(deadLetterKeyId())],
+        // Added by SqsDestination (grantSendMessages) for the on-failure destination.
+        ["", ["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"], arnOf(failuresQueueId())],
+      ]);
+    });
+
+    it("touches no index: no statement names a table index or the table's streams", () => {
+      const text = JSON.stringify(stateless.toJSON());
+      assert.doesNotMatch(text, /\/index\/|\/stream\//);
+      assert.doesNotMatch(text, /dynamodb:(UpdateItem|DeleteItem|ConditionCheckItem|Scan|BatchWriteItem)/);
+    });
+
+    it("reads the stateful resources through weak references (Fn::GetStackOutput), not exports", () => {
+      const text = JSON.stringify(stateless.toJSON());
+      assert.match(text, /Fn::GetStackOutput/);
+      assert.doesNotMatch(text, /Fn::ImportValue/);
+    });
+  });
+
+  describe("stateless stack: synchronous data-key functions", () => {
+    it("have no asynchronous invocation config and no event source", () => {
+      stateless.resourceCountIs("AWS::Lambda::EventInvokeConfig", 1); // the lifecycle function's only
+      stateless.resourceCountIs("AWS::Lambda::EventSourceMapping", 0);
+    });
+
+    it("output their names and ARNs", () => {
+      for (const [label, name] of [
+        ["GenerateDataKeys", "generate-data-keys"],
+        ["DecryptDataKeys", "decrypt-data-keys"],
+      ] as const) {
+        const { id } = functionOf(stateless, name);
+        stateless.hasOutput(`${label}FunctionName`, { Value: { Ref: id } });
+        stateless.hasOutput(`${label}FunctionArn`, { Value: arnOf(id) });
+      }
+    });
+  });
+
+  describe("stateless stack: document lifecycle", () => {
+    it("has a rule on the default bus matching the ingestion source and both detail types", () => {
+      stateless.resourceCountIs("AWS::Events::Rule", 1);
+      stateless.hasResourceProperties("AWS::Events::Rule", {
+        Name: "amk-test-document-lifecycle",
+        EventBusName: Match.absent(),
+        State: "ENABLED",
+        EventPattern: {
+          source: ["arquivomate.ingestion"],
+          "detail-type": ["DocumentStored", "DocumentDeleted"],
+        },
+      });
+    });
+
+    it("targets the function with a bounded retry policy and its own DLQ", () => {
+      const rule = Object.values(stateless.findResources("AWS::Events::Rule"))[0] as {
+        Properties: { Targets: Record<string, unknown>[] };
+      };
+      const targets = rule.Properties.Targets;
+      assert.equal(targets.length, 1);
+      const target = targets[0]!;
+      assert.deepEqual(target.Arn, arnOf(functionOf(stateless, "document-lifecycle").id));
+      assert.deepEqual(target.RetryPolicy, { MaximumRetryAttempts: 8, MaximumEventAgeInSeconds: 7200 });
+      assert.deepEqual(
+        resolve((target.DeadLetterConfig as { Arn: unknown }).Arn),
+        arnOf(undeliveredQueueId()),
+      );
+      assert.equal(
+        target.RoleArn,
+        undefined,
+        "Lambda targets are invoked through the function's resource policy",
+      );
+    });
+
+    it("lets only that rule invoke the function", () => {
+      const ruleId = logicalIdOf(stateless, "AWS::Events::Rule");
+      const permissions = Object.values(stateless.findResources("AWS::Lambda::Permission")).map(
+        (p) => (p as { Properties: Record<string, unknown> }).Properties,
+      );
+      assert.deepEqual(permissions, [
+        {
+          Action: "lambda:InvokeFunction",
+          FunctionName: arnOf(functionOf(stateless, "document-lifecycle").id),
+          Principal: "events.amazonaws.com",
+          SourceArn: arnOf(ruleId),
+        },
+      ]);
+    });
+
+    it("outputs the function name (for redriving dead letters)", () => {
+      stateless.hasOutput("DocumentLifecycleFunctionName", {
+        Value: { Ref: functionOf(stateless, "document-lifecycle").id },
+      });
+    });
+
+    it("retries an asynchronous invocation twice, for at most 6 h, then sends it with the reason to the DLQ", () => {
+      const configs = Object.values(stateless.findResources("AWS::Lambda::EventInvokeConfig")).map(
+        (c) => (c as { Properties: Record<string, unknown> }).Properties,
+      );
+      assert.equal(configs.length, 1);
+      const config = configs[0]!;
+      assert.deepEqual(config.FunctionName, { Ref: functionOf(stateless, "document-lifecycle").id });
+      assert.equal(config.Qualifier, "$LATEST");
+      assert.equal(config.MaximumRetryAttempts, 2);
+      assert.equal(config.MaximumEventAgeInSeconds, 6 * 3600);
+      const destinations = config.DestinationConfig as {
+        OnFailure: { Destination: unknown };
+        OnSuccess?: unknown;
+      };
+      assert.deepEqual(resolve(destinations.OnFailure.Destination), arnOf(failuresQueueId()));
+      assert.equal(destinations.OnSuccess, undefined);
+    });
+  });
+});
+
+describe("fully configured (layer, secret by complete ARN, custom bus and source, TTL, account and region)", () => {
+  const SECRET_ARN = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:amk/prod/hsm-pin-AbC123";
+  const LAYER_ARN = "arn:aws:lambda:eu-central-1:123456789012:layer:cloudhsm-pkcs11:7";
+  const RULE_ARN = "arn:aws:events:eu-central-1:123456789012:rule/ingestion-bus/amk-prod-document-lifecycle";
+  let amk: AmkApp;
+  let stateful: Template;
+  let stateless: Template;
+
+  before(() => {
+    ({ amk } = synthApp({
+      ...NO_BUNDLING,
+      "amk:environment": "prod",
+      "amk:pinSecret": SECRET_ARN,
+      "amk:pkcs11LayerArn": LAYER_ARN,
+      "amk:pkcs11Library": "/opt/cloudhsm/lib/libcloudhsm_pkcs11.so.5",
+      "amk:tokenLabel": "partition-a",
+      "amk:lifecycleEventBus": "ingestion-bus",
+      "amk:lifecycleEventSource": "arquivomate.ingestion.prod",
+      "amk:dataKeyTtlSeconds": "120",
+      "amk:account": "123456789012",
+      "amk:region": "eu-central-1",
+    }));
+    amk.app.synth();
+    stateful = Template.fromStack(amk.stateful);
+    stateless = Template.fromStack(amk.stateless);
+  });
+
+  it("targets the configured account and region", () => {
+    assert.equal(amk.stateful.environment, "aws://123456789012/eu-central-1");
+    assert.equal(amk.stateless.stackName, "amk-prod-stateless");
+  });
+
+  it("adds the PKCS#11 layer to every function and passes the configured settings", () => {
+    const fns = Object.values(stateless.findResources("AWS::Lambda::Function")) as FunctionResource[];
+    assert.equal(fns.length, 4);
+    for (const fn of fns) {
+      assert.deepEqual(fn.Properties.Layers, [LAYER_ARN]);
+      const vars = fn.Properties.Environment.Variables;
+      assert.equal(vars.AMK_PKCS11_LIBRARY, "/opt/cloudhsm/lib/libcloudhsm_pkcs11.so.5");
+      assert.equal(vars.AMK_PKCS11_TOKEN_LABEL, "partition-a");
+      assert.equal(vars.AMK_PKCS11_PIN_SECRET_ID, SECRET_ARN);
+    }
+  });
+
+  it("passes the data-key TTL to the two data-key functions only", () => {
+    const ttl = (name: string) =>
+      functionOf(stateless, name).fn.Properties.Environment.Variables.AMK_DATA_KEY_TTL_SECONDS;
+    assert.equal(ttl("generate-data-keys"), "120");
+    assert.equal(ttl("decrypt-data-keys"), "120");
+    assert.equal(ttl("document-lifecycle"), undefined);
+    assert.equal(ttl("hsm-health"), undefined);
+  });
+
+  it("grants GetSecretValue on exactly the complete secret ARN, once per function", () => {
+    const secretStatements = statementsOf(stateless).filter((s) =>
+      actionsOf(s).some((a) => a.startsWith("secretsmanager:")),
+    );
+    assert.deepEqual(
+      secretStatements.map((s) => [actionsOf(s), s.Resource]),
+      Array(4).fill([["secretsmanager:GetSecretValue"], SECRET_ARN]),
+    );
+  });
+
+  it("puts the rule on the configured bus with the configured source", () => {
+    stateless.hasResourceProperties("AWS::Events::Rule", {
+      Name: "amk-prod-document-lifecycle",
+      EventBusName: "ingestion-bus",
+      EventPattern: {
+        source: ["arquivomate.ingestion.prod"],
+        "detail-type": ["DocumentStored", "DocumentDeleted"],
+      },
+    });
+  });
+
+  it("names that rule (on that bus) in the DLQ's policy and in the DLQ key's policy", () => {
+    const condition = { ArnEquals: { "aws:SourceArn": RULE_ARN } };
+    stateful.hasResourceProperties("AWS::SQS::QueuePolicy", {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Sid: "EventBridgeRuleDeadLetters", Condition: condition }),
+        ]),
+      },
+    });
+    stateful.hasResourceProperties("AWS::KMS::Key", {
+      KeyPolicy: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Sid: "EventBridgeRuleDeadLetters", Condition: condition }),
+        ]),
+      },
+    });
+  });
+});
+
+describe("cdk-nag is enforced", () => {
+  it("fails the synth on an unacknowledged finding and names the rule in the report", () => {
+    const { amk, outdir } = synthApp({ ...NO_BUNDLING });
+    new Key(amk.stateful, "UnrotatedKey"); // AwsSolutions-KMS5: no automatic rotation
+    assert.throws(() => amk.app.synth(), /Validation failed/);
+    const violations = readReport(outdir).pluginReports.flatMap((p) => p.violations);
+    assert.deepEqual(
+      violations.map((v) => [v.ruleName, v.severity]),
+      [["AwsSolutions-KMS5", "error"]],
+    );
+  });
+});
+
+describe("configuration is validated at synth time", () => {
+  function configError(context: Record<string, unknown>): InvalidInfraConfigError {
+    try {
+      createApp({
+        context: { ...CDK_JSON_CONTEXT, ...context },
+        outdir: mkdtempSync(join(tmpdir(), "amk-cfg-")),
+      });
+    } catch (e) {
+      assert.ok(e instanceof InvalidInfraConfigError, `expected InvalidInfraConfigError, got ${String(e)}`);
+      return e;
+    }
+    assert.fail("createApp accepted a bad configuration");
+  }
+
+  it("rejects a bad environment name, naming the key and the value", () => {
+    const e = configError({ "amk:environment": "Prod_1" });
+    assert.equal(e.code, "INVALID_INFRA_CONFIG");
+    assert.match(e.message, /amk:environment: must be 1-20 lower-case letters.*\(got "Prod_1"\)/);
+  });
+
+  it("refuses a PIN given as the secret reference, without echoing it", () => {
+    const e = configError({ "amk:pinSecret": "crypto-user:Sup3r-Secret-PIN" });
+    assert.match(e.message, /amk:pinSecret: .*looks like a PIN/);
+    assert.ok(!e.message.includes("Sup3r-Secret-PIN"));
+    assert.ok(!JSON.stringify(e).includes("Sup3r-Secret-PIN"));
+  });
+
+  it("rejects a partial secret ARN and a layer ARN without version", () => {
+    const e = configError({
+      "amk:pinSecret": "arn:aws:secretsmanager:eu-central-1:123456789012:secret:amk/prod/hsm-pin",
+      "amk:pkcs11LayerArn": "arn:aws:lambda:eu-central-1:123456789012:layer:cloudhsm-pkcs11",
+    });
+    assert.equal(e.problems.length, 2, e.message);
+    assert.match(e.message, /amk:pinSecret: must be a secret name or a complete Secrets Manager secret ARN/);
+    assert.match(e.message, /amk:pkcs11LayerArn: must be a Lambda layer version ARN/);
+  });
+
+  it("rejects a relative library path, an over-long token label and a non-string value", () => {
+    const e = configError({
+      "amk:pkcs11Library": "libcloudhsm_pkcs11.so",
+      "amk:tokenLabel": "x".repeat(33),
+      "amk:account": 123456789012,
+    });
+    assert.match(e.message, /amk:pkcs11Library: must be the absolute path/);
+    assert.match(e.message, /amk:tokenLabel: must be a PKCS#11 token label/);
+    assert.match(e.message, /amk:account: must be a string/);
+  });
+
+  it("rejects an event bus ARN, an aws. event source and a data-key TTL out of range", () => {
+    const e = configError({
+      "amk:lifecycleEventBus": "arn:aws:events:eu-central-1:123456789012:event-bus/ingestion",
+      "amk:lifecycleEventSource": "aws.s3",
+      "amk:dataKeyTtlSeconds": "0",
+    });
+    assert.equal(e.problems.length, 3, e.message);
+    assert.match(e.message, /amk:lifecycleEventBus: must be the name \(not the ARN\) of an event bus/);
+    assert.match(
+      e.message,
+      /amk:lifecycleEventSource: must be an EventBridge event source .*not starting with "aws\."/,
+    );
+    assert.match(e.message, /amk:dataKeyTtlSeconds: must be a whole number of seconds from 1 to 86400/);
+    assert.match(
+      configError({ "amk:dataKeyTtlSeconds": "5m" }).message,
+      /amk:dataKeyTtlSeconds: must be a whole number/,
+    );
+  });
+
+  it("rejects an unknown amk: key (a typo) and an account without a region", () => {
+    const e = configError({ "amk:tokenlabel": "hsm1", "amk:account": "123456789012" });
+    assert.match(e.message, /amk:tokenlabel: unknown context key/);
+    assert.match(e.message, /amk:account \/ amk:region: give both/);
+  });
+});
