@@ -1,7 +1,7 @@
 // Makes a fresh Debian/Ubuntu machine ready for the project, using only Node built-ins (it runs before
 // `node_modules` exists). Installs what is missing when run as root; otherwise prints the exact command.
 //   - system packages: softhsm2 (the local HSM), opensc (pkcs11-tool, the independent check),
-//     a Java runtime (DynamoDB Local)
+//     a Java runtime (DynamoDB Local), oathtool (an independent TOTP implementation for tests)
 //   - npm packages: `npm ci` when node_modules is missing or older than package-lock.json
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
@@ -15,6 +15,7 @@ export const systemRequirements = [
   { command: "softhsm2-util", pkg: "softhsm2", why: "local HSM (SoftHSM2)" },
   { command: "pkcs11-tool", pkg: "opensc", why: "independent PKCS#11 checks" },
   { command: "java", pkg: "openjdk-17-jre-headless", why: "DynamoDB Local" },
+  { command: "oathtool", pkg: "oathtool", why: "independent TOTP codes in tests" },
 ];
 
 const log = (msg) => process.stderr.write(`[bootstrap] ${msg}\n`);
