@@ -83,12 +83,12 @@ describe("pkcs11-tool sees the master keys as we claim", () => {
       "sh",
       [
         "-c",
-        'head -c 16 /dev/zero | pkcs11-tool --module "$1" --token-label "$2" --login --pin "$3" --encrypt --mechanism AES-ECB --label "$4" | od -An -tx1 | tr -d " \\n"',
+        'head -c 16 /dev/zero | pkcs11-tool --module "$1" --token-label "$2" --login --pin "$3" --encrypt --mechanism AES-ECB --id "$4" | od -An -tx1 | tr -d " \\n"',
         "sh",
         hsm.tokens[0]!.libraryPath,
         hsm.tokens[0]!.label,
         pin,
-        extractable,
+        Buffer.from(extractable).toString("hex"),
       ],
       { env: process.env },
     );
