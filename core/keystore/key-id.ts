@@ -53,3 +53,26 @@ export function workspaceKeyPrefix(workspaceId: string): string {
   assertWorkspaceId(workspaceId);
   return `ws-${workspaceId}/mk/`;
 }
+
+/** A workspace's drill key pair (RSA, private key inside the HSM): `ws-<workspaceId>/drill/<n>`. */
+export type DrillKeyId = string & { readonly __brand: "DrillKeyId" };
+const DRILL_KEY_ID_PATTERN = /^ws-([A-Za-z0-9][A-Za-z0-9_-]{0,63})\/drill\/([1-9][0-9]{0,8})$/;
+
+export function drillKeyId(workspaceId: string, n: number): DrillKeyId {
+  assertWorkspaceId(workspaceId);
+  if (!Number.isInteger(n) || n < 1 || n > 999_999_999) {
+    throw new InvalidInputError("drill key number must be an integer from 1 to 999999999", {
+      context: { n },
+    });
+  }
+  return `ws-${workspaceId}/drill/${n}` as DrillKeyId;
+}
+
+export function parseDrillKeyId(value: string): DrillKeyId {
+  if (typeof value !== "string" || !DRILL_KEY_ID_PATTERN.test(value)) {
+    throw new InvalidInputError("drill key id must look like ws-<workspace>/drill/<n>", {
+      context: { drillKeyId: String(value).slice(0, 100) },
+    });
+  }
+  return value as DrillKeyId;
+}

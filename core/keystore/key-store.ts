@@ -1,4 +1,4 @@
-import type { KeyId } from "./key-id.js";
+import type { DrillKeyId, KeyId } from "./key-id.js";
 
 /** Length of a data-encryption key (AES-256) and of a master key. */
 export const DEK_LENGTH = 32;
@@ -35,6 +35,18 @@ export interface ImportMasterKeyOptions extends CreateMasterKeyOptions {
   /** When given, the imported key must have this KCV or it is destroyed again and the import fails. */
   readonly expectedKcv?: string;
 }
+
+/** The drill key pair: its private key never leaves the HSM; the public key (SPKI, DER) encrypts to it. */
+export interface DrillKeyInfo {
+  readonly drillKeyId: DrillKeyId;
+  readonly publicKeySpki: Uint8Array;
+}
+
+/** OAEP hash (also the MGF1 hash). SoftHSM2 supports SHA-1 only; CloudHSM both. */
+export type OaepHash = "SHA-1" | "SHA-256";
+
+/** What an HSM-held session key may do: decrypt (AES-GCM) or unwrap (AES key wrap with padding). */
+export type SessionKeyPurpose = "decrypt" | "unwrap";
 
 export interface KeyStoreHealth {
   readonly tokenLabel: string;
@@ -79,6 +91,28 @@ export interface KeyStore {
     transport: TransportKeyRef,
     options?: ImportMasterKeyOptions,
   ): Promise<MasterKeyInfo>;
+  /** Generates an RSA-3072 drill key pair (private key sensitive, never extractable, unwrap only). */
+  createDrillKey(drillKeyId: DrillKeyId): Promise<DrillKeyInfo>;
+  getDrillKey(drillKeyId: DrillKeyId): Promise<DrillKeyInfo | undefined>;
+  /**
+   * RSA-OAEP-unwraps a 32-byte AES key with the drill private key into a non-extractable session object usable
+   * only for `purpose`. Its value never leaves the HSM; destroy it with `destroyTransportKey`.
+   */
+  unwrapWithDrillKey(
+    drillKeyId: DrillKeyId,
+    wrapped: Uint8Array,
+    options: { oaepHash: OaepHash; purpose: SessionKeyPurpose },
+  ): Promise<TransportKeyRef>;
+  /** AES-256-GCM decryption with a session key of purpose `decrypt` (`ciphertext` = ct || 16-byte tag). */
+  decryptWithSessionKey(
+    ref: TransportKeyRef,
+    input: { nonce: Uint8Array; ciphertext: Uint8Array; aad: Uint8Array },
+  ): Promise<Buffer>;
+  /**
+   * Unwraps an RFC 5649 master key blob with a session key of purpose `unwrap` (or a transport key) into a temporary
+   * non-extractable session object, returns its KCV and destroys it: proves the blob without the key leaving.
+   */
+  checkWrappedMasterKey(ref: TransportKeyRef, blob: Uint8Array): Promise<string>;
   /** Destroys every object of that master key version. Callers prove first that no record still needs it. */
   destroyMasterKey(keyId: KeyId): Promise<void>;
   health(): Promise<KeyStoreHealth>;

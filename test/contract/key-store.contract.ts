@@ -3,7 +3,7 @@
  * and against any other PKCS#11 token by configuration (see test/integration/pkcs11-key-store.int.test.ts).
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { constants, createCipheriv, createPublicKey, publicEncrypt, randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import {
   KeyAlreadyExistsError,
@@ -11,8 +11,8 @@ import {
   KeyNotFoundError,
   KeyOperationNotPermittedError,
 } from "../../core/keystore/errors.js";
-import { masterKeyId, type KeyId } from "../../core/keystore/key-id.js";
-import type { KeyStore, WrappedDataKey } from "../../core/keystore/key-store.js";
+import { drillKeyId, masterKeyId, type KeyId } from "../../core/keystore/key-id.js";
+import type { KeyStore, OaepHash, WrappedDataKey } from "../../core/keystore/key-store.js";
 import { InvalidInputError } from "../../core/shared/errors.js";
 
 export interface KeyStoreContractFixture {
@@ -23,7 +23,26 @@ export interface KeyStoreContractFixture {
   /** Closes every session of the primary token underneath the store, as an HSM failover or timeout would. */
   dropAllSessions(): Promise<void>;
   close(): Promise<void>;
+  /** OAEP hash the token supports (SoftHSM2: SHA-1 only). */
+  readonly oaepHash?: OaepHash;
 }
+
+/** Software reference operations the HSM results are compared with. */
+const soft = {
+  kwp: (kek: Buffer, key: Buffer) => {
+    const c = createCipheriv("id-aes256-wrap-pad", kek, Buffer.from("A65959A6", "hex"));
+    return Buffer.concat([c.update(key), c.final()]);
+  },
+  kcv: (key: Buffer) => {
+    const c = createCipheriv("aes-256-ecb", key, null);
+    return c.update(Buffer.alloc(16)).subarray(0, 3).toString("hex").toUpperCase();
+  },
+  gcm: (key: Buffer, nonce: Buffer, aad: Buffer, plain: Buffer) => {
+    const c = createCipheriv("aes-256-gcm", key, nonce);
+    c.setAAD(aad);
+    return Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]);
+  },
+};
 
 const aad = (s: string): Buffer => Buffer.from(s, "utf8");
 
@@ -257,6 +276,78 @@ export function keyStoreContract(name: string, makeFixture: () => Promise<KeySto
         Array.from({ length: 8 }, () => ks.unwrapDataKey(v2, again, aad("after"))),
       );
       for (const r of results) assert.deepEqual(r, dek);
+    });
+
+    it("keeps a drill key pair whose private key opens RSA-OAEP blobs only inside the HSM", async () => {
+      const oaepHash = fx.oaepHash ?? "SHA-1";
+      const id = drillKeyId(ws, 1);
+      const created = await ks.createDrillKey(id);
+      await assert.rejects(ks.createDrillKey(id), KeyAlreadyExistsError);
+      const found = await ks.getDrillKey(id);
+      assert.deepEqual(Buffer.from(found!.publicKeySpki), Buffer.from(created.publicKeySpki));
+      assert.equal(await ks.getDrillKey(drillKeyId(ws, 2)), undefined);
+      const pub = createPublicKey({ key: Buffer.from(created.publicKeySpki), format: "der", type: "spki" });
+      assert.equal(pub.asymmetricKeyDetails?.modulusLength, 3072);
+      const seal = (k: Buffer) =>
+        publicEncrypt(
+          {
+            key: pub,
+            padding: constants.RSA_PKCS1_OAEP_PADDING,
+            oaepHash: oaepHash === "SHA-1" ? "sha1" : "sha256",
+          },
+          k,
+        );
+
+      // An unwrap-only session key proves a wrapped master key by its KCV, without the key leaving.
+      const kWrap = randomBytes(32);
+      const mk = randomBytes(32);
+      const unwrapRef = await ks.unwrapWithDrillKey(id, seal(kWrap), { oaepHash, purpose: "unwrap" });
+      assert.equal(await ks.checkWrappedMasterKey(unwrapRef, soft.kwp(kWrap, mk)), soft.kcv(mk));
+      await assert.rejects(
+        ks.checkWrappedMasterKey(unwrapRef, flip(soft.kwp(kWrap, mk), 9)),
+        KeyIntegrityError,
+      );
+
+      // A decrypt-only session key opens AES-GCM data, and only with the right associated data.
+      const kBody = randomBytes(32);
+      const nonce = randomBytes(12);
+      const body = Buffer.from('{"masterKeys":[]}');
+      const ct = soft.gcm(kBody, nonce, aad("header"), body);
+      const decRef = await ks.unwrapWithDrillKey(id, seal(kBody), { oaepHash, purpose: "decrypt" });
+      assert.deepEqual(
+        await ks.decryptWithSessionKey(decRef, { nonce, ciphertext: ct, aad: aad("header") }),
+        body,
+      );
+      await assert.rejects(
+        ks.decryptWithSessionKey(decRef, { nonce, ciphertext: ct, aad: aad("other") }),
+        KeyIntegrityError,
+      );
+
+      // Each session key does only its own job.
+      await assert.rejects(
+        ks.checkWrappedMasterKey(decRef, soft.kwp(kBody, mk)),
+        KeyOperationNotPermittedError,
+      );
+      await assert.rejects(
+        ks.decryptWithSessionKey(unwrapRef, { nonce, ciphertext: ct, aad: aad("header") }),
+        KeyOperationNotPermittedError,
+      );
+      // A tampered RSA blob is refused.
+      await assert.rejects(
+        ks.unwrapWithDrillKey(id, flip(seal(kBody), 100), { oaepHash, purpose: "decrypt" }),
+        KeyIntegrityError,
+      );
+      await ks.destroyTransportKey(unwrapRef);
+      await ks.destroyTransportKey(decRef);
+      await assert.rejects(ks.checkWrappedMasterKey(unwrapRef, soft.kwp(kWrap, mk)), KeyNotFoundError);
+    });
+
+    it("proves a master key exported under a transport key by its KCV", async () => {
+      const material = randomBytes(32);
+      const t = await ks.importTransportKey(material);
+      const blob = await ks.exportMasterKey(v2, t);
+      assert.equal(await ks.checkWrappedMasterKey(t, blob), await ks.keyCheckValue(v2));
+      await ks.destroyTransportKey(t);
     });
 
     it("destroys a key version; it can no longer be used", async () => {

@@ -54,6 +54,7 @@ keyStoreContract(
       store,
       second,
       dropAllSessions: async () => closeAllSessions(a),
+      oaepHash: process.env.AMK_CONTRACT_OAEP_HASH === "SHA-256" ? "SHA-256" : "SHA-1",
       close: async () => {
         await store.close();
         await second.close();

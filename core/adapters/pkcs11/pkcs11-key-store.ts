@@ -1,11 +1,21 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { createPublicKey, randomBytes, randomUUID } from "node:crypto";
 import pkcs11js from "pkcs11js";
-import { describeKeyId, parseKeyId, workspaceKeyPrefix, type KeyId } from "../../keystore/key-id.js";
+import {
+  describeKeyId,
+  parseDrillKeyId,
+  parseKeyId,
+  workspaceKeyPrefix,
+  type DrillKeyId,
+  type KeyId,
+} from "../../keystore/key-id.js";
 import {
   DEK_LENGTH,
   WRAP_NONCE_LENGTH,
   WRAP_TAG_LENGTH,
   type CreateMasterKeyOptions,
+  type DrillKeyInfo,
+  type OaepHash,
+  type SessionKeyPurpose,
   type ImportMasterKeyOptions,
   type KeyStore,
   type KeyStoreHealth,
@@ -312,6 +322,172 @@ export class Pkcs11KeyStore implements KeyStore {
     );
   }
 
+  async createDrillKey(id: DrillKeyId): Promise<DrillKeyInfo> {
+    parseDrillKeyId(id);
+    return this.run("create drill key", { drillKeyId: id }, (p, s) => {
+      if (this.findKeyObjects(s, id, pkcs11js.CKO_PRIVATE_KEY).length > 0) {
+        throw new KeyAlreadyExistsError(`drill key ${id} already exists in the HSM`, {
+          context: { drillKeyId: id },
+        });
+      }
+      const label = { type: pkcs11js.CKA_LABEL, value: id };
+      const cid = { type: pkcs11js.CKA_ID, value: Buffer.from(id, "utf8") };
+      const pair = p.C_GenerateKeyPair(
+        s,
+        { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
+        [
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+          { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA },
+          { type: pkcs11js.CKA_TOKEN, value: true },
+          { type: pkcs11js.CKA_PRIVATE, value: false },
+          { type: pkcs11js.CKA_MODULUS_BITS, value: 3072 },
+          { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+          { type: pkcs11js.CKA_ENCRYPT, value: false },
+          { type: pkcs11js.CKA_WRAP, value: false },
+          { type: pkcs11js.CKA_VERIFY, value: false },
+          label,
+          cid,
+        ],
+        [
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+          { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA },
+          { type: pkcs11js.CKA_TOKEN, value: true },
+          { type: pkcs11js.CKA_PRIVATE, value: true },
+          { type: pkcs11js.CKA_SENSITIVE, value: true },
+          { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+          { type: pkcs11js.CKA_UNWRAP, value: true },
+          { type: pkcs11js.CKA_DECRYPT, value: false },
+          { type: pkcs11js.CKA_SIGN, value: false },
+          { type: pkcs11js.CKA_DERIVE, value: false },
+          label,
+          cid,
+        ],
+      );
+      return { drillKeyId: id, publicKeySpki: rsaPublicSpki(p, s, pair.publicKey) };
+    });
+  }
+
+  async getDrillKey(id: DrillKeyId): Promise<DrillKeyInfo | undefined> {
+    parseDrillKeyId(id);
+    return this.run("find drill key", { drillKeyId: id }, (p, s) => {
+      const priv = this.findKeyObjects(s, id, pkcs11js.CKO_PRIVATE_KEY)[0];
+      const pub = findObjects(p, s, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+        { type: pkcs11js.CKA_LABEL, value: id },
+      ])[0];
+      if (!priv || !pub) return undefined;
+      return { drillKeyId: id, publicKeySpki: rsaPublicSpki(p, s, pub) };
+    });
+  }
+
+  async unwrapWithDrillKey(
+    id: DrillKeyId,
+    wrapped: Uint8Array,
+    options: { oaepHash: OaepHash; purpose: SessionKeyPurpose },
+  ): Promise<TransportKeyRef> {
+    parseDrillKeyId(id);
+    if (options.oaepHash !== "SHA-1" && options.oaepHash !== "SHA-256") {
+      throw new InvalidInputError("oaepHash must be SHA-1 or SHA-256", {
+        context: { oaepHash: String(options.oaepHash) },
+      });
+    }
+    if (options.purpose !== "decrypt" && options.purpose !== "unwrap") {
+      throw new InvalidInputError("purpose must be decrypt or unwrap", {
+        context: { purpose: String(options.purpose) },
+      });
+    }
+    const ref = `session/${randomUUID()}`;
+    return this.run(
+      "unwrap with drill key",
+      { drillKeyId: id, purpose: options.purpose },
+      (p, s) => {
+        const priv = this.findKeyObjects(s, id, pkcs11js.CKO_PRIVATE_KEY)[0];
+        if (!priv)
+          throw new KeyNotFoundError(`drill key ${id} does not exist in the HSM`, {
+            context: { drillKeyId: id },
+          });
+        const sha1 = options.oaepHash === "SHA-1";
+        const h = p.C_UnwrapKey(
+          s,
+          {
+            mechanism: pkcs11js.CKM_RSA_PKCS_OAEP,
+            parameter: {
+              type: pkcs11js.CK_PARAMS_RSA_OAEP,
+              hashAlg: sha1 ? pkcs11js.CKM_SHA_1 : pkcs11js.CKM_SHA256,
+              mgf: sha1 ? pkcs11js.CKG_MGF1_SHA1 : pkcs11js.CKG_MGF1_SHA256,
+              source: CKZ_DATA_SPECIFIED,
+            } as pkcs11js.RsaOAEP,
+          },
+          priv,
+          Buffer.from(wrapped),
+          sessionAesTemplate(ref, {
+            decrypt: options.purpose === "decrypt",
+            unwrap: options.purpose === "unwrap",
+          }),
+        );
+        this.transportKeys.set(ref, h);
+        return { id: ref };
+      },
+      { authenticatedDecrypt: true },
+    );
+  }
+
+  async decryptWithSessionKey(
+    ref: TransportKeyRef,
+    input: { nonce: Uint8Array; ciphertext: Uint8Array; aad: Uint8Array },
+  ): Promise<Buffer> {
+    if (input.nonce?.length !== WRAP_NONCE_LENGTH || !(input.ciphertext?.length >= WRAP_TAG_LENGTH)) {
+      throw new KeyIntegrityError("GCM input needs a 12-byte nonce and at least a 16-byte tag", {
+        context: { sessionKeyId: ref.id },
+      });
+    }
+    return this.run(
+      "decrypt with session key",
+      { sessionKeyId: ref.id },
+      (p, s) => {
+        p.C_DecryptInit(
+          s,
+          { mechanism: pkcs11js.CKM_AES_GCM, parameter: this.gcmParams(Buffer.from(input.nonce), input.aad) },
+          this.transportHandle(ref),
+        );
+        return Buffer.from(
+          p.C_Decrypt(s, Buffer.from(input.ciphertext), Buffer.alloc(input.ciphertext.length)),
+        );
+      },
+      { authenticatedDecrypt: true },
+    );
+  }
+
+  async checkWrappedMasterKey(ref: TransportKeyRef, blob: Uint8Array): Promise<string> {
+    if (!(blob instanceof Uint8Array) || blob.length !== DEK_LENGTH + 8) {
+      throw new KeyIntegrityError(
+        `a wrapped master key blob must be ${DEK_LENGTH + 8} bytes (RFC 5649 of AES-256)`,
+        {
+          context: { length: blob?.length },
+        },
+      );
+    }
+    return this.run(
+      "check wrapped master key",
+      { transportKeyId: ref.id },
+      (p, s) => {
+        const h = p.C_UnwrapKey(
+          s,
+          { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD },
+          this.transportHandle(ref),
+          Buffer.from(blob),
+          sessionAesTemplate(`check/${randomUUID()}`, { encrypt: true }),
+        );
+        try {
+          return kcvOf(p, s, h);
+        } finally {
+          p.C_DestroyObject(s, h);
+        }
+      },
+      { authenticatedDecrypt: true },
+    );
+  }
+
   async destroyMasterKey(keyId: KeyId): Promise<void> {
     parseKeyId(keyId);
     await this.run("destroy master key", { keyId }, (p, s) => {
@@ -416,6 +592,14 @@ export class Pkcs11KeyStore implements KeyStore {
     ]);
   }
 
+  private findKeyObjects(session: Buffer, label: string, cls: number): Buffer[] {
+    return this.findPrivate(session, [
+      { type: pkcs11js.CKA_CLASS, value: cls },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_LABEL, value: label },
+    ]);
+  }
+
   /**
    * Finds private objects. Private objects are invisible to a session that is not logged in: an empty result
    * from such a session is a lost login (retried after a new login), not a missing key.
@@ -498,6 +682,46 @@ export class Pkcs11KeyStore implements KeyStore {
     }
     return plain;
   }
+}
+
+/** PKCS#11 CKZ_DATA_SPECIFIED (OAEP label source); pkcs11js exports no CKZ_* constants. */
+const CKZ_DATA_SPECIFIED = 1;
+
+/** A non-extractable, sensitive AES session object allowed only the given uses. */
+function sessionAesTemplate(
+  label: string,
+  uses: { decrypt?: boolean; unwrap?: boolean; encrypt?: boolean },
+): pkcs11js.Template {
+  return [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+    { type: pkcs11js.CKA_TOKEN, value: false },
+    { type: pkcs11js.CKA_PRIVATE, value: true },
+    { type: pkcs11js.CKA_SENSITIVE, value: true },
+    { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+    { type: pkcs11js.CKA_ENCRYPT, value: uses.encrypt ?? false },
+    { type: pkcs11js.CKA_DECRYPT, value: uses.decrypt ?? false },
+    { type: pkcs11js.CKA_WRAP, value: false },
+    { type: pkcs11js.CKA_UNWRAP, value: uses.unwrap ?? false },
+    { type: pkcs11js.CKA_LABEL, value: label },
+  ];
+}
+
+/** The RSA public key object as SPKI DER. */
+function rsaPublicSpki(p: pkcs11js.PKCS11, s: Buffer, h: Buffer): Buffer {
+  const [n, e] = p.C_GetAttributeValue(s, h, [
+    { type: pkcs11js.CKA_MODULUS },
+    { type: pkcs11js.CKA_PUBLIC_EXPONENT },
+  ]);
+  const key = createPublicKey({
+    key: {
+      kty: "RSA",
+      n: (n?.value as Buffer).toString("base64url"),
+      e: (e?.value as Buffer).toString("base64url"),
+    },
+    format: "jwk",
+  });
+  return key.export({ type: "spki", format: "der" });
 }
 
 function notLoggedIn(): Error {
