@@ -14,6 +14,20 @@ export const EventTypes = {
   DocumentStored: "DocumentStored",
   /** Document stream: the document was deleted; its DEKs are destroyed and never handed out again. */
   DocumentDeleted: "DocumentDeleted",
+  /** Workspace stream: the drill key pair was generated in the HSM. */
+  DrillKeyCreated: "DrillKeyCreated",
+  /** Workspace stream: an administrator was enrolled (public key and factor kind; no secret). */
+  AdministratorEnrolled: "AdministratorEnrolled",
+  /** Workspace stream: a recovery kit version was issued and stored in the vault. */
+  KitIssued: "KitIssued",
+  /** Workspace stream: an administrator proved they can open a kit version. */
+  KitAcknowledged: "KitAcknowledged",
+  /** Workspace stream: a TOTP code was accepted (its time step can never be used again). */
+  FactorCodeAccepted: "FactorCodeAccepted",
+  /** Workspace stream: an unlock attempt failed (wrong or replayed code, wrong passphrase); may lock the slot. */
+  UnlockAttemptFailed: "UnlockAttemptFailed",
+  /** Workspace stream: an administrator opened the kit (verify or recover); resets the failure count. */
+  UnlockSucceeded: "UnlockSucceeded",
 } as const;
 
 export type EventType = (typeof EventTypes)[keyof typeof EventTypes];
@@ -84,3 +98,80 @@ export type StoredDocumentEncryptionKeysAdded = StoredEvent<
   "DocumentEncryptionKeysAdded",
   DocumentEncryptionKeysAddedData
 >;
+
+export interface DrillKeyCreatedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  /** `ws-<workspaceId>/drill/<n>` */
+  readonly DrillKeyId: string;
+  /** SHA-256 (hex) of the public key's SPKI DER. */
+  readonly PublicKeySha256: string;
+  readonly OaepHash: "SHA-1" | "SHA-256";
+}
+
+export interface AdministratorEnrolledData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly AdminId: string;
+  /** base64 X25519 public key (the kit slot's recipient). */
+  readonly Recipient: string;
+  readonly FactorType: "totp" | "hmac-sha1";
+  /** For TOTP: names the factor secret in the vault. */
+  readonly FactorId?: string;
+}
+
+export interface KitIssuedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly KitId: string;
+  readonly KitVersion: number;
+  /** docs/kit-format.md section 7 */
+  readonly Fingerprint: string;
+  readonly VaultVersionId: string;
+  readonly MasterKeys: readonly { readonly KeyId: string; readonly Kcv: string; readonly State: string }[];
+  /** Administrators who received this kit version (one slot each). */
+  readonly AdminIds: readonly string[];
+  readonly DrillKeyId: string;
+  /** Workspace stream version the kit reflects. */
+  readonly EventStorePosition: number;
+  readonly Reason: string;
+}
+
+export interface KitAcknowledgedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly AdminId: string;
+  readonly KitVersion: number;
+  readonly Fingerprint: string;
+  /** The KCVs the administrator's opening proved (each master key unwrapped in an HSM and checked). */
+  readonly Kcvs: readonly { readonly KeyId: string; readonly Kcv: string }[];
+  readonly Method: "local" | "unlock-function";
+}
+
+export interface FactorCodeAcceptedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly AdminId: string;
+  readonly FactorId: string;
+  /** The RFC 6238 time step of the accepted code; codes of this or an earlier step are refused from now on. */
+  readonly TimeStep: number;
+}
+
+export interface UnlockAttemptFailedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly AdminId: string;
+  readonly Reason: "wrong-code" | "replayed-code" | "wrong-passphrase" | "wrong-factor";
+  /** Failures since the last success, this one included. */
+  readonly ConsecutiveFailures: number;
+  /** Set from the fifth consecutive failure: no attempt is taken before this time. */
+  readonly LockedUntil?: string;
+}
+
+export interface UnlockSucceededData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly AdminId: string;
+  readonly KitVersion: number;
+  readonly Purpose: "verify" | "recover";
+}

@@ -2,7 +2,17 @@
  * A workspace's master key versions, folded from its stream (`ws-<id>`), and provisioning: the first master key
  * version generated in the HSM and recorded with its KCV.
  */
-import { EventTypes, type MasterKeyCreatedData } from "../eventstore/catalogue.js";
+import {
+  EventTypes,
+  type AdministratorEnrolledData,
+  type DrillKeyCreatedData,
+  type FactorCodeAcceptedData,
+  type KitAcknowledgedData,
+  type KitIssuedData,
+  type MasterKeyCreatedData,
+  type UnlockAttemptFailedData,
+  type UnlockSucceededData,
+} from "../eventstore/catalogue.js";
 import type { EventStore } from "../eventstore/event-store.js";
 import { ExpectedVersionConflictError } from "../eventstore/errors.js";
 import { newEvent, type StoredEvent } from "../eventstore/events.js";
@@ -22,12 +32,70 @@ export interface MasterKeyVersion {
   readonly state: MasterKeyState;
 }
 
+export interface AdministratorState {
+  readonly adminId: string;
+  readonly recipient: string;
+  readonly factorType: "totp" | "hmac-sha1";
+  readonly factorId?: string;
+  /** Highest TOTP time step accepted; codes of this or earlier steps are refused. */
+  readonly lastAcceptedStep: number;
+  readonly consecutiveFailures: number;
+  readonly lockedUntil?: string;
+}
+
+export interface KitRecord {
+  readonly kitId: string;
+  readonly kitVersion: number;
+  readonly fingerprint: string;
+  readonly vaultVersionId: string;
+  readonly issuedAt: string;
+  readonly adminIds: readonly string[];
+  readonly masterKeys: readonly { keyId: string; kcv: string; state: string }[];
+  readonly drillKeyId: string;
+}
+
+export interface KitAcknowledgement {
+  readonly adminId: string;
+  readonly kitVersion: number;
+  readonly fingerprint: string;
+  readonly at: string;
+}
+
 export interface WorkspaceState {
   readonly workspaceId: string;
   readonly keys: readonly MasterKeyVersion[];
   readonly activeKeyId: KeyId | undefined;
+  readonly drill?: {
+    readonly drillKeyId: string;
+    readonly publicKeySha256: string;
+    readonly oaepHash: "SHA-1" | "SHA-256";
+  };
+  readonly admins: Readonly<Record<string, AdministratorState>>;
+  /** Every kit version issued, oldest first. */
+  readonly kits: readonly KitRecord[];
+  readonly acknowledgements: readonly KitAcknowledgement[];
   /** Stream version the state was folded at. */
   readonly version: number;
+}
+
+export const emptyWorkspace = (workspaceId: string): WorkspaceState => ({
+  workspaceId,
+  keys: [],
+  activeKeyId: undefined,
+  admins: {},
+  kits: [],
+  acknowledgements: [],
+  version: 0,
+});
+
+function updateAdmin(
+  state: WorkspaceState,
+  adminId: string,
+  patch: Partial<AdministratorState>,
+): WorkspaceState {
+  const current = state.admins[adminId];
+  if (!current) return state;
+  return { ...state, admins: { ...state.admins, [adminId]: { ...current, ...patch } } };
 }
 
 export function evolveWorkspace(state: WorkspaceState, event: StoredEvent): WorkspaceState {
@@ -46,6 +114,79 @@ export function evolveWorkspace(state: WorkspaceState, event: StoredEvent): Work
         version: event.version,
       };
     }
+    case EventTypes.DrillKeyCreated: {
+      const d = event.data as DrillKeyCreatedData;
+      return {
+        ...state,
+        drill: { drillKeyId: d.DrillKeyId, publicKeySha256: d.PublicKeySha256, oaepHash: d.OaepHash },
+        version: event.version,
+      };
+    }
+    case EventTypes.AdministratorEnrolled: {
+      const d = event.data as AdministratorEnrolledData;
+      const admin: AdministratorState = {
+        adminId: d.AdminId,
+        recipient: d.Recipient,
+        factorType: d.FactorType,
+        ...(d.FactorId ? { factorId: d.FactorId } : {}),
+        lastAcceptedStep: -1,
+        consecutiveFailures: 0,
+      };
+      return { ...state, admins: { ...state.admins, [d.AdminId]: admin }, version: event.version };
+    }
+    case EventTypes.KitIssued: {
+      const d = event.data as KitIssuedData;
+      const kit: KitRecord = {
+        kitId: d.KitId,
+        kitVersion: d.KitVersion,
+        fingerprint: d.Fingerprint,
+        vaultVersionId: d.VaultVersionId,
+        issuedAt: event.occurredAt,
+        adminIds: d.AdminIds,
+        masterKeys: d.MasterKeys.map((m) => ({ keyId: m.KeyId, kcv: m.Kcv, state: m.State })),
+        drillKeyId: d.DrillKeyId,
+      };
+      return { ...state, kits: [...state.kits, kit], version: event.version };
+    }
+    case EventTypes.KitAcknowledged: {
+      const d = event.data as KitAcknowledgedData;
+      const ack = {
+        adminId: d.AdminId,
+        kitVersion: d.KitVersion,
+        fingerprint: d.Fingerprint,
+        at: event.occurredAt,
+      };
+      return { ...state, acknowledgements: [...state.acknowledgements, ack], version: event.version };
+    }
+    case EventTypes.FactorCodeAccepted: {
+      const d = event.data as FactorCodeAcceptedData;
+      const prev = state.admins[d.AdminId]?.lastAcceptedStep ?? -1;
+      return {
+        ...updateAdmin(state, d.AdminId, { lastAcceptedStep: Math.max(prev, d.TimeStep) }),
+        version: event.version,
+      };
+    }
+    case EventTypes.UnlockAttemptFailed: {
+      const d = event.data as UnlockAttemptFailedData;
+      return {
+        ...updateAdmin(state, d.AdminId, {
+          consecutiveFailures: d.ConsecutiveFailures,
+          ...(d.LockedUntil ? { lockedUntil: d.LockedUntil } : {}),
+        }),
+        version: event.version,
+      };
+    }
+    case EventTypes.UnlockSucceeded: {
+      const d = event.data as UnlockSucceededData;
+      const admin = state.admins[d.AdminId];
+      if (!admin) return { ...state, version: event.version };
+      const { lockedUntil: _unlocked, ...rest } = admin;
+      return {
+        ...state,
+        admins: { ...state.admins, [d.AdminId]: { ...rest, consecutiveFailures: 0 } },
+        version: event.version,
+      };
+    }
     default:
       return { ...state, version: event.version };
   }
@@ -53,7 +194,7 @@ export function evolveWorkspace(state: WorkspaceState, event: StoredEvent): Work
 
 export async function readWorkspace(events: EventStore, workspaceId: string): Promise<WorkspaceState> {
   const { events: stream } = await events.readStream(workspaceStreamId(workspaceId));
-  return fold(stream, evolveWorkspace, { workspaceId, keys: [], activeKeyId: undefined, version: 0 });
+  return fold(stream, evolveWorkspace, emptyWorkspace(workspaceId));
 }
 
 /** The active master key version, or `WorkspaceNotProvisionedError`. */
