@@ -1,7 +1,8 @@
 /**
  * The CDK app: `npx cdk synth` runs this file (see cdk.json). It reads the configuration from context, builds the
  * stateful stack (table, dead-letter queues, keys) and the stateless stack (functions, rule) that receives the
- * stateful resources, and applies the cdk-nag AwsSolutions checks: an unacknowledged finding fails the synth.
+ * stateful resources, and the vault stack (kits and factor secrets: key and access role) in the vault's own account
+ * and region, and applies the cdk-nag AwsSolutions checks: an unacknowledged finding fails the synth.
  *
  * `createApp` is exported for the infra tests, which build the same app with their own context.
  */
@@ -12,6 +13,7 @@ import { AwsSolutionsChecks } from "cdk-nag";
 import { loadConfig, type AmkConfig } from "../lib/config.js";
 import { StatefulStack } from "../lib/stateful-stack.js";
 import { StatelessStack } from "../lib/stateless-stack.js";
+import { VaultStack } from "../lib/vault-stack.js";
 
 export interface CreateAppOptions {
   /** CDK context (as in cdk.json "context"); when run by the CDK CLI the App reads it from the environment. */
@@ -25,6 +27,7 @@ export interface AmkApp {
   readonly config: AmkConfig;
   readonly stateful: StatefulStack;
   readonly stateless: StatelessStack;
+  readonly vault: VaultStack;
 }
 
 export function createApp(options: CreateAppOptions = {}): AmkApp {
@@ -55,13 +58,25 @@ export function createApp(options: CreateAppOptions = {}): AmkApp {
   // Implied by the references to the table, key and queues; stated so that it holds whatever the functions use.
   stateless.addStackDependency(stateful, "functions use the event store held by the stateful stack");
 
+  // The vault: its own account and region (default: the service's), deployed on its own with that account's
+  // credentials. No reference to or from the other stacks: kits never sit next to the event store or its backups.
+  const vaultEnv: Environment | undefined =
+    config.vault.account !== undefined && config.vault.region !== undefined
+      ? { account: config.vault.account, region: config.vault.region }
+      : undefined;
+  const vault = new VaultStack(app, `${prefix}-vault`, {
+    env: vaultEnv,
+    config,
+    description: `ArquivoMate Keys (${config.environment}): vault for recovery kits and factor secrets (KMS key, access role)`,
+  });
+
   Tags.of(app).add("project", "arquivomate-keys");
   Tags.of(app).add("amk:environment", config.environment);
 
   // Acknowledged findings are also written into the templates' resource Metadata (`cdk_nag.rules_to_suppress`), so
   // the reason travels with what is deployed.
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { writeSuppressionsToCloudFormation: true }));
-  return { app, config, stateful, stateless };
+  return { app, config, stateful, stateless, vault };
 }
 
 function isMain(): boolean {

@@ -5,10 +5,16 @@
  *
  * Values are identifiers only: the HSM PIN is never configuration. `amk:pinSecret` names the Secrets Manager secret
  * that holds it (a name or a complete ARN), and a value that looks like a PIN is refused without being echoed.
+ *
+ * The vault (recovery kits and factor secrets, DESIGN.md section 4 point 7) has its own place: `amk:vaultAccount` and
+ * `amk:vaultRegion` (default: the service's `amk:account` / `amk:region`), and the roles that may use it:
+ * `amk:vaultWriterRoleArns`, `amk:unlockRoleArns` (IAM role ARNs; a JSON array in cdk.json or a comma-separated list
+ * with `-c`). `amk:vaultAccessRoleArn` is the vault stack's output handed back to the service side.
  */
 import type { IConstruct } from "constructs";
 import { z } from "zod";
 import { AmkError } from "../../core/shared/errors.js";
+import { vaultAccessRoleName } from "./names.js";
 
 /** The context keys the app reads. Any other `amk:` key is a typo and is refused. */
 export const CONTEXT_KEYS = {
@@ -22,6 +28,11 @@ export const CONTEXT_KEYS = {
   dataKeyTtlSeconds: "amk:dataKeyTtlSeconds",
   account: "amk:account",
   region: "amk:region",
+  vaultAccount: "amk:vaultAccount",
+  vaultRegion: "amk:vaultRegion",
+  vaultWriterRoleArns: "amk:vaultWriterRoleArns",
+  unlockRoleArns: "amk:unlockRoleArns",
+  vaultAccessRoleArn: "amk:vaultAccessRoleArn",
 } as const;
 
 type ConfigField = keyof typeof CONTEXT_KEYS;
@@ -64,6 +75,23 @@ export interface AmkConfig {
   /** Target account/region; both absent: environment-agnostic stacks. */
   readonly account?: string;
   readonly region?: string;
+  /** The vault: its account and region, and the service roles that may use it. */
+  readonly vault: VaultConfig;
+}
+
+/**
+ * Where the vault stack goes and who may use it. `account` / `region` are the resolved values (`amk:vaultAccount` /
+ * `amk:vaultRegion`, else the service's); both absent: an environment-agnostic vault stack.
+ */
+export interface VaultConfig {
+  readonly account?: string;
+  readonly region?: string;
+  /** Roles that write kits and factor secrets and read kits (the kit functions' roles), deduplicated, sorted. */
+  readonly writerRoleArns: readonly string[];
+  /** Roles that read factor secrets and kits (the unlock function's roles), deduplicated, sorted. */
+  readonly unlockRoleArns: readonly string[];
+  /** The deployed vault stack's `VaultAccessRoleArn` output, for the service side; absent: not wired yet. */
+  readonly accessRoleArn?: string;
 }
 
 /** Synth-time configuration error: every problem found, one line each, naming the context key. */
@@ -85,6 +113,9 @@ export class InvalidInfraConfigError extends AmkError {
 const SECRET_NAME = /^[A-Za-z0-9/_+=.@-]{1,512}$/;
 const SECRET_COMPLETE_ARN =
   /^arn:aws[a-z-]*:secretsmanager:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:secret:([A-Za-z0-9/_+=.@-]+)-[A-Za-z0-9]{6}$/;
+/** An IAM role ARN: no wildcard, no assumed-role session, a path allowed. */
+const ROLE_ARN = /^arn:aws[a-z-]*:iam::(\d{12}):role\/(?:[\w+=,.@-]+\/)*([\w+=,.@-]{1,64})$/;
+const ROLE_ARN_EXAMPLE = "arn:aws:iam::123456789012:role/amk-prod-kit";
 const LAYER_VERSION_ARN =
   /^arn:aws[a-z-]*:lambda:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:layer:[A-Za-z0-9_-]{1,140}:\d+$/;
 
@@ -92,6 +123,9 @@ const LAYER_VERSION_ARN =
 const optionalText = z
   .union([z.string(), z.null(), z.undefined()], { error: "must be a string (quote it in cdk.json)" })
   .transform((v) => (v === null ? undefined : v));
+
+const ACCOUNT_ID = z.string().regex(/^\d{12}$/, "must be a 12-digit AWS account id");
+const REGION = z.string().regex(/^[a-z]{2}(?:-[a-z]+)+-\d$/, "must be an AWS region such as eu-central-1");
 
 const TTL_MESSAGE = `must be a whole number of seconds from ${DATA_KEY_TTL_BOUNDS.min} to ${DATA_KEY_TTL_BOUNDS.max}`;
 
@@ -168,19 +202,51 @@ const schema = z.object({
         .max(DATA_KEY_TTL_BOUNDS.max, TTL_MESSAGE)
         .optional(),
     ),
-  account: optionalText.pipe(
-    z
-      .string()
-      .regex(/^\d{12}$/, "must be a 12-digit AWS account id")
-      .optional(),
-  ),
-  region: optionalText.pipe(
-    z
-      .string()
-      .regex(/^[a-z]{2}(?:-[a-z]+)+-\d$/, "must be an AWS region such as eu-central-1")
-      .optional(),
+  account: optionalText.pipe(ACCOUNT_ID.optional()),
+  region: optionalText.pipe(REGION.optional()),
+  vaultAccount: optionalText.pipe(ACCOUNT_ID.optional()),
+  vaultRegion: optionalText.pipe(REGION.optional()),
+  vaultAccessRoleArn: optionalText.pipe(
+    z.string().regex(ROLE_ARN, `must be an IAM role ARN such as ${ROLE_ARN_EXAMPLE}`).optional(),
   ),
 });
+
+/**
+ * A list of role ARNs from context: absent, a JSON array of strings (cdk.json), or a string (`-c key=a,b`) holding a
+ * comma- or blank-separated list or a JSON array. Returns the ARNs (deduplicated, sorted) or the problems, one per
+ * bad entry.
+ */
+function parseRoleArnList(key: string, value: unknown): { arns: string[] } | { problems: string[] } {
+  let items: unknown[];
+  if (value === undefined || value === null) items = [];
+  else if (Array.isArray(value)) items = value;
+  else if (typeof value === "string" && value.trim().startsWith("[")) {
+    try {
+      const parsed: unknown = JSON.parse(value);
+      if (!Array.isArray(parsed)) throw new Error("not an array");
+      items = parsed;
+    } catch {
+      return { problems: [`${key}: is not a valid JSON array of role ARNs`] };
+    }
+  } else if (typeof value === "string") items = value.split(/[\s,]+/).filter((v) => v !== "");
+  else {
+    return {
+      problems: [
+        `${key}: must be a list of IAM role ARNs (a JSON array in cdk.json, or comma-separated with -c)`,
+      ],
+    };
+  }
+  const problems: string[] = [];
+  const arns = new Set<string>();
+  for (const item of items) {
+    if (typeof item === "string" && ROLE_ARN.test(item)) arns.add(item);
+    else {
+      const shown = typeof item === "string" ? `"${item.slice(0, 200)}"` : typeof item;
+      problems.push(`${key}: ${shown} is not an IAM role ARN (e.g. ${ROLE_ARN_EXAMPLE}; no wildcards)`);
+    }
+  }
+  return problems.length > 0 ? { problems } : { arns: [...arns].sort() };
+}
 
 function parsePinSecret(value: string | undefined, environment: string): PinSecretRef | string {
   if (value === undefined) return { kind: "name", name: defaultPinSecretName(environment) };
@@ -219,6 +285,11 @@ export function loadConfig(scope: IConstruct): AmkConfig {
     dataKeyTtlSeconds: scope.node.tryGetContext(CONTEXT_KEYS.dataKeyTtlSeconds),
     account: scope.node.tryGetContext(CONTEXT_KEYS.account),
     region: scope.node.tryGetContext(CONTEXT_KEYS.region),
+    vaultAccount: scope.node.tryGetContext(CONTEXT_KEYS.vaultAccount),
+    vaultRegion: scope.node.tryGetContext(CONTEXT_KEYS.vaultRegion),
+    vaultWriterRoleArns: scope.node.tryGetContext(CONTEXT_KEYS.vaultWriterRoleArns),
+    unlockRoleArns: scope.node.tryGetContext(CONTEXT_KEYS.unlockRoleArns),
+    vaultAccessRoleArn: scope.node.tryGetContext(CONTEXT_KEYS.vaultAccessRoleArn),
   };
   const problems: string[] = [];
 
@@ -253,7 +324,51 @@ export function loadConfig(scope: IConstruct): AmkConfig {
     );
   }
 
-  if (problems.length > 0 || !parsed.success || pinSecret === undefined) {
+  const writers = parseRoleArnList(CONTEXT_KEYS.vaultWriterRoleArns, raw.vaultWriterRoleArns);
+  const unlockers = parseRoleArnList(CONTEXT_KEYS.unlockRoleArns, raw.unlockRoleArns);
+  for (const list of [writers, unlockers]) if ("problems" in list) problems.push(...list.problems);
+
+  let vaultAccount: string | undefined;
+  let vaultRegion: string | undefined;
+  if (parsed.success) {
+    vaultAccount = parsed.data.vaultAccount ?? parsed.data.account;
+    vaultRegion = parsed.data.vaultRegion ?? parsed.data.region;
+    const vaultGiven = parsed.data.vaultAccount !== undefined || parsed.data.vaultRegion !== undefined;
+    // Without amk:vaultAccount / amk:vaultRegion, an account without a region is already reported above.
+    if (vaultGiven && (vaultAccount === undefined) !== (vaultRegion === undefined)) {
+      problems.push(
+        `${CONTEXT_KEYS.vaultAccount} / ${CONTEXT_KEYS.vaultRegion}: the vault stack needs both an account and a ` +
+          `region or neither (each defaults to ${CONTEXT_KEYS.account} / ${CONTEXT_KEYS.region}); got ` +
+          (vaultAccount === undefined
+            ? `region ${vaultRegion} without an account`
+            : `account ${vaultAccount} without a region`),
+      );
+    }
+    const accessRole = parsed.data.vaultAccessRoleArn;
+    const m = accessRole === undefined ? null : ROLE_ARN.exec(accessRole);
+    if (m !== null) {
+      const expectedName = vaultAccessRoleName({ environment: parsed.data.environment });
+      if (m[2] !== expectedName) {
+        problems.push(
+          `${CONTEXT_KEYS.vaultAccessRoleArn}: must be the vault stack's role ${expectedName} (its VaultAccessRoleArn ` +
+            `output), got "${accessRole}"`,
+        );
+      } else if (vaultAccount !== undefined && m[1] !== vaultAccount) {
+        problems.push(
+          `${CONTEXT_KEYS.vaultAccessRoleArn}: the role is in account ${m[1]}, but the vault is in account ` +
+            `${vaultAccount} (${CONTEXT_KEYS.vaultAccount}, default ${CONTEXT_KEYS.account})`,
+        );
+      }
+    }
+  }
+
+  if (
+    problems.length > 0 ||
+    !parsed.success ||
+    pinSecret === undefined ||
+    "problems" in writers ||
+    "problems" in unlockers
+  ) {
     throw new InvalidInfraConfigError(problems);
   }
   const d = parsed.data;
@@ -268,5 +383,12 @@ export function loadConfig(scope: IConstruct): AmkConfig {
     ...(d.dataKeyTtlSeconds === undefined ? {} : { dataKeyTtlSeconds: d.dataKeyTtlSeconds }),
     ...(d.account === undefined ? {} : { account: d.account }),
     ...(d.region === undefined ? {} : { region: d.region }),
+    vault: {
+      ...(vaultAccount === undefined ? {} : { account: vaultAccount }),
+      ...(vaultRegion === undefined ? {} : { region: vaultRegion }),
+      writerRoleArns: writers.arns,
+      unlockRoleArns: unlockers.arns,
+      ...(d.vaultAccessRoleArn === undefined ? {} : { accessRoleArn: d.vaultAccessRoleArn }),
+    },
   };
 }

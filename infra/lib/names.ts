@@ -1,5 +1,5 @@
 /**
- * Names both stacks must agree on without referencing each other's constructs.
+ * Names the stacks (and the configuration) must agree on without referencing each other's constructs.
  *
  * The EventBridge rule lives in the stateless stack, its dead-letter queue (and that queue's KMS key) in the stateful
  * stack. The queue policy and the key policy must name the rule (`aws:SourceArn`), but a reference from the stateful
@@ -29,4 +29,12 @@ export function lifecycleRuleArn(
     resourceName: config.lifecycleEventBus === "default" ? name : `${config.lifecycleEventBus}/${name}`,
     arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
   });
+}
+
+/**
+ * Physical name of the vault stack's access role: fixed, so that its ARN is known before the vault stack is deployed
+ * (the service side is configured with it, `amk:vaultAccessRoleArn`) and can be checked against the configuration.
+ */
+export function vaultAccessRoleName(config: Pick<AmkConfig, "environment">): string {
+  return `amk-${config.environment}-vault-access`;
 }
