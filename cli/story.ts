@@ -7,7 +7,7 @@
  * It prints what happened, never key material.
  */
 import "./local/quiet.js";
-import { createHash, randomUUID } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { startDynamoDbLocal } from "./local/dynamodb-local.js";
@@ -21,7 +21,13 @@ import { associatedData, decodeWrapped, WrapFormats, type Artifact } from "../co
 import type { DocumentEncryptionKeysAddedData } from "../core/eventstore/catalogue.js";
 import { documentStreamId } from "../core/eventstore/stream-id.js";
 import { KeyIntegrityError } from "../core/keystore/errors.js";
-import { provisionWorkspace } from "../core/workspaces/workspace.js";
+import { provisionWorkspaceWithKit } from "../core/workspaces/provision-with-kit.js";
+import { KitService } from "../core/kit/kit-service.js";
+import { FileSecretVault } from "../core/adapters/file-vault/file-vault.js";
+import { Pkcs11KeyStore } from "../core/adapters/pkcs11/pkcs11-key-store.js";
+import { RecordingAlerts } from "../core/alerts/alerts.js";
+import { DEFAULT_TOTP, totpCode } from "../core/factors/totp.js";
+import { readPinFile } from "./local/softhsm.js";
 import { keyStoreFromEnv } from "../functions/shared/key-store.js";
 import { eventStoreFromEnv } from "../functions/shared/event-store.js";
 import { handler as lifecycle } from "../functions/document-lifecycle/handler.js";
@@ -39,6 +45,8 @@ async function main(): Promise<boolean> {
   const home = await ensureSoftHsmHome(join(stateDir(), "hsm"));
   process.env.SOFTHSM2_CONF = home.configPath;
   const token = await ensureToken(home, LOCAL_TOKEN_LABEL);
+  // Both tokens exist before the PKCS#11 library is initialised: SoftHSM2 reads its token list at C_Initialize.
+  const replacementToken = await ensureToken(home, `${LOCAL_TOKEN_LABEL}-spare`);
   fact("SoftHSM2 token", `${token.label} (${home.configPath})`);
   const ddb = await startDynamoDbLocal();
   fact("DynamoDB Local", `${ddb.endpoint} (in memory)`);
@@ -60,6 +68,12 @@ async function main(): Promise<boolean> {
   });
   const keyStore = await keyStoreFromEnv();
   const events = eventStoreFromEnv();
+  const vault = await FileSecretVault.open(join(stateDir(), "vault"));
+  const kits = new KitService({ keyStore, events, vault, alerts: new RecordingAlerts() });
+  const replacement = await Pkcs11KeyStore.open({
+    config: { libraryPath: replacementToken.libraryPath, tokenLabel: replacementToken.label },
+    pin: () => readPinFile(replacementToken.pinFile),
+  });
   const pipeline = new DataKeyClient({ transport: inProcessTransport });
   const reader = new DataKeyClient({ transport: inProcessTransport });
   const checks: [string, boolean][] = [];
@@ -67,13 +81,28 @@ async function main(): Promise<boolean> {
   try {
     step(
       2,
-      `Provisioning workspace "${WORKSPACE}": master key generated in the HSM, recorded in the event store`,
+      `Provisioning workspace "${WORKSPACE}": master key and drill key in the HSM, an administrator, recovery kit v1`,
     );
-    const { state } = await provisionWorkspace({ keyStore, events }, WORKSPACE);
+    // The story's administrator: a passphrase and a TOTP authenticator that live only in this process.
+    const admin = {
+      adminId: "admin",
+      passphrase: `${randomBytes(12).toString("base64url")} story passphrase`,
+    };
+    const { state, enrollments, kit } = await provisionWorkspaceWithKit(
+      { keyStore, events, kits },
+      { workspaceId: WORKSPACE, administrators: [{ ...admin, factor: { type: "totp" } }] },
+    );
+    const seed = new URL(enrollments[0]!.totpUri!).searchParams.get("secret")!;
     const active = state.keys.find((k) => k.keyId === state.activeKeyId)!;
     fact("active master key", active.keyId);
     fact("key check value (KCV)", active.kcv);
-    fact("recorded", `MasterKeyCreated at ws-${WORKSPACE} v${state.version}`);
+    fact("drill key", `${state.drill?.drillKeyId} (RSA-3072, private key never leaves the HSM)`);
+    fact(
+      "administrator",
+      `${admin.adminId}: passphrase + TOTP (QR code shown once at enrollment; not printed here)`,
+    );
+    fact("recovery kit", `v${kit.kitVersion} in the vault (.amk/vault), fingerprint ${kit.fingerprint}`);
+    fact("recorded", `MasterKeyCreated ... KitIssued at ws-${WORKSPACE} v${state.version}`);
 
     step(3, "The ingestion pipeline asks GenerateDataKeys for a new document's keys");
     const documentId = randomUUID();
@@ -187,8 +216,43 @@ async function main(): Promise<boolean> {
       "census",
       `${await events.countDocumentsByKeyId(WORKSPACE, active.keyId)} live documents on ${active.keyId}`,
     );
+
+    step(
+      8,
+      "Drill: the kit opened through its drill slot inside the HSM (no passphrase, no key leaves the HSM)",
+    );
+    const drill = await kits.drillCheckKit(WORKSPACE);
+    for (const m of drill.masterKeys) {
+      fact(m.keyId, `kit ${m.kitKcv} / unwrapped in the HSM ${m.hsmKcv} / live ${m.liveKcv ?? "-"}`);
+    }
+    fact(
+      "drill result",
+      drill.ok ? "kit intact, covers every master key" : `FAILED: ${drill.problems.join("; ")}`,
+    );
+    checks.push(["drill check", drill.ok]);
+
+    step(9, "Recovery: the administrator opens the kit (passphrase + TOTP code) into a spare HSM token");
+    const code = await totpCode(seed, DEFAULT_TOTP, Math.floor(Date.now() / 1000));
+    const recovered = await kits.recoverMasterKeys(
+      {
+        workspaceId: WORKSPACE,
+        adminId: admin.adminId,
+        passphrase: admin.passphrase,
+        factor: { type: "totp", code },
+      },
+      replacement,
+    );
+    for (const m of recovered.masterKeys) {
+      fact(m.keyId, `${m.imported ? "imported into" : "already in"} ${replacementToken.label}, KCV ${m.kcv}`);
+    }
+    const sameKeys = recovered.masterKeys.every((m) =>
+      state.keys.some((k) => k.keyId === m.keyId && k.kcv === m.kcv),
+    );
+    fact("recovered keys", sameKeys ? "match the recorded KCVs" : "MISMATCH");
+    checks.push(["recovered keys match", sameKeys]);
   } finally {
-    step(8, "Stopping the local engines");
+    step(10, "Stopping the local engines");
+    await replacement.close();
     pipeline.dispose();
     reader.dispose();
     await keyStore.close();
@@ -200,7 +264,7 @@ async function main(): Promise<boolean> {
   const failed = checks.filter(([, ok]) => !ok).map(([name]) => name);
   console.log(
     failed.length === 0
-      ? "\nStory complete: workspace provisioned; a document's keys generated, recorded, read back and decrypted; tampering and deleted documents refused."
+      ? "\nStory complete: workspace provisioned with its recovery kit; a document's keys generated, recorded, read back and decrypted; tampering and deleted documents refused; the kit checked in the HSM and the master keys recovered into a spare token."
       : `\nStory FAILED: ${failed.join("; ")}`,
   );
   return failed.length === 0;

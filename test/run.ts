@@ -80,7 +80,12 @@ async function main(): Promise<number> {
   }
 
   // The AWS SDK's notice that releases after early January 2027 need Node 22 would repeat in every test process.
-  const env: NodeJS.ProcessEnv = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true", ...process.env };
+  // The functions' structured logs are kept to errors (tests that check logging raise the level themselves).
+  const env: NodeJS.ProcessEnv = {
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+    POWERTOOLS_LOG_LEVEL: "ERROR",
+    ...process.env,
+  };
   let ddb: RunningDynamoDbLocal | undefined;
   if (tiers.some((t) => NEEDS_DYNAMODB.includes(t)) && !process.env.AWS_ENDPOINT_URL) {
     ddb = await startDynamoDbLocal();

@@ -26,7 +26,14 @@ describe("local story (npm run story)", () => {
     const out = first.stdout;
     assert.match(out, /active master key\s+ws-e2e\/mk\/1/);
     assert.match(out, /key check value \(KCV\)\s+[0-9A-F]{6}/);
-    assert.match(out, /recorded\s+MasterKeyCreated at ws-e2e v1/);
+    assert.match(out, /drill key\s+ws-e2e\/drill\/1/);
+    assert.match(
+      out,
+      /recovery kit\s+v1 in the vault \(\.amk\/vault\), fingerprint ([0-9A-F]{4}-){5}[0-9A-F]{4}/,
+    );
+    assert.match(out, /drill result\s+kit intact, covers every master key/);
+    assert.match(out, /ws-e2e\/mk\/1\s+imported into amk-local-spare, KCV [0-9A-F]{6}/);
+    assert.match(out, /recovered keys\s+match the recorded KCVs/);
     assert.match(out, /wrap record\s+DocumentEncryptionKeysAdded v1, AMK-GCM-V1/);
     assert.match(out, /retry, same request\s+same record, same keys/);
     assert.match(out, /DocumentStored event\s+recorded/);
@@ -46,5 +53,6 @@ describe("local story (npm run story)", () => {
     const kcv = (s: string) => /KCV\)\s+([0-9A-F]{6})/.exec(s)?.[1];
     assert.equal(kcv(second.stdout), kcv(out));
     assert.match(second.stdout, /Story complete/);
+    assert.match(second.stdout, /ws-e2e\/mk\/1\s+already in amk-local-spare/);
   });
 });

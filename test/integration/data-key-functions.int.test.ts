@@ -5,9 +5,11 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { handler as generate } from "../../functions/generate-data-keys/handler.js";
-import { handler as decrypt } from "../../functions/decrypt-data-keys/handler.js";
-import { handler as lifecycle } from "../../functions/document-lifecycle/handler.js";
+// The handlers are imported after the log level is set (Powertools reads it at import): this file checks their logs.
+process.env.POWERTOOLS_LOG_LEVEL = "INFO";
+const { handler: generate } = await import("../../functions/generate-data-keys/handler.js");
+const { handler: decrypt } = await import("../../functions/decrypt-data-keys/handler.js");
+const { handler: lifecycle } = await import("../../functions/document-lifecycle/handler.js");
 import { keyStoreFromEnv } from "../../functions/shared/key-store.js";
 import { eventStoreFromEnv } from "../../functions/shared/event-store.js";
 import { provisionWorkspace } from "../../core/workspaces/workspace.js";
