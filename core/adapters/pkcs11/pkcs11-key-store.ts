@@ -47,6 +47,11 @@ export interface Pkcs11KeyStoreOptions {
   readonly config: Pkcs11ConfigInput;
   readonly pin: PinSource;
   readonly logger?: KeyStoreLogger;
+  /**
+   * Wraps the loaded PKCS#11 module, e.g. to inject faults around the real library in tests (the reliability
+   * suite's fault layer). Not for production configuration.
+   */
+  readonly intercept?: (pkcs11: pkcs11js.PKCS11) => pkcs11js.PKCS11;
 }
 
 const AES_BLOCK = 16;
@@ -80,7 +85,14 @@ export class Pkcs11KeyStore implements KeyStore {
   /** Loads the library, finds the token by label and logs in (checking the PIN at once). */
   static async open(options: Pkcs11KeyStoreOptions): Promise<Pkcs11KeyStore> {
     const config = parsePkcs11Config(options.config);
-    const module = acquirePkcs11Module(config.libraryPath);
+    const shared = acquirePkcs11Module(config.libraryPath);
+    const module: Pkcs11Module = options.intercept
+      ? {
+          pkcs11: options.intercept(shared.pkcs11),
+          libraryPath: shared.libraryPath,
+          release: () => shared.release(),
+        }
+      : shared;
     try {
       const slot = findSlot(module.pkcs11, config.tokenLabel);
       const pool = new SessionPool(module.pkcs11, slot, config.poolSize, options.pin);
@@ -98,7 +110,7 @@ export class Pkcs11KeyStore implements KeyStore {
         options.logger,
       );
       // Open one session now so that a wrong PIN or token fails here, with a clear error.
-      await store.run("login", {}, () => undefined);
+      await store.run("login", {}, () => undefined, {}, "keeper");
       return store;
     } catch (err) {
       module.release();
@@ -224,24 +236,30 @@ export class Pkcs11KeyStore implements KeyStore {
     const id = `transport/${randomUUID()}`;
     const value = Buffer.from(material);
     try {
-      return await this.run("import transport key", { transportKeyId: id }, (p, s) => {
-        const h = p.C_CreateObject(s, [
-          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-          { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-          { type: pkcs11js.CKA_VALUE, value },
-          { type: pkcs11js.CKA_TOKEN, value: false },
-          { type: pkcs11js.CKA_PRIVATE, value: true },
-          { type: pkcs11js.CKA_SENSITIVE, value: true },
-          { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-          { type: pkcs11js.CKA_WRAP, value: true },
-          { type: pkcs11js.CKA_UNWRAP, value: true },
-          { type: pkcs11js.CKA_ENCRYPT, value: false },
-          { type: pkcs11js.CKA_DECRYPT, value: false },
-          { type: pkcs11js.CKA_LABEL, value: id },
-        ]);
-        this.transportKeys.set(id, h);
-        return { id };
-      });
+      return await this.run(
+        "import transport key",
+        { transportKeyId: id },
+        (p, s) => {
+          const h = p.C_CreateObject(s, [
+            { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+            { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+            { type: pkcs11js.CKA_VALUE, value },
+            { type: pkcs11js.CKA_TOKEN, value: false },
+            { type: pkcs11js.CKA_PRIVATE, value: true },
+            { type: pkcs11js.CKA_SENSITIVE, value: true },
+            { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+            { type: pkcs11js.CKA_WRAP, value: true },
+            { type: pkcs11js.CKA_UNWRAP, value: true },
+            { type: pkcs11js.CKA_ENCRYPT, value: false },
+            { type: pkcs11js.CKA_DECRYPT, value: false },
+            { type: pkcs11js.CKA_LABEL, value: id },
+          ]);
+          this.transportKeys.set(id, h);
+          return { id };
+        },
+        {},
+        "keeper",
+      );
     } finally {
       zeroize(value);
     }
@@ -429,6 +447,7 @@ export class Pkcs11KeyStore implements KeyStore {
         return { id: ref };
       },
       { authenticatedDecrypt: true },
+      "keeper",
     );
   }
 
@@ -533,12 +552,13 @@ export class Pkcs11KeyStore implements KeyStore {
     context: Record<string, unknown>,
     fn: (p: pkcs11js.PKCS11, session: Buffer) => T,
     classify: ClassifyOptions = {},
+    where: "worker" | "keeper" = "worker",
   ): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       if (this.closed) throw new KeyStoreClosedError("the key store is closed", { context: { operation } });
       let session;
       try {
-        session = await this.pool.acquire();
+        session = where === "keeper" ? await this.pool.keeperSession() : await this.pool.acquire();
       } catch (err) {
         if (this.shouldRetry(err, attempt, operation, context)) {
           await sleep(backoffDelay(this.retry, attempt));
@@ -556,9 +576,12 @@ export class Pkcs11KeyStore implements KeyStore {
         if (kind === "session") {
           this.pool.reset(session);
           this.handles.clear();
+        } else if (kind !== undefined) {
+          // After a failed PKCS#11 call an operation may still be active in the session: never hand it on.
+          this.pool.drop(session);
+          if (kind === "stale-handle") this.handles.clear();
         } else {
           this.pool.release(session);
-          if (kind === "stale-handle") this.handles.clear();
         }
         if (this.shouldRetry(err, attempt, operation, context, classify)) {
           if (kind !== "stale-handle") await sleep(backoffDelay(this.retry, attempt));

@@ -6,9 +6,11 @@ import type { PinSource } from "./config.js";
 const CKS_RO_USER_FUNCTIONS = 1;
 const CKS_RW_USER_FUNCTIONS = 3;
 
-interface PooledSession {
+export interface PooledSession {
   readonly handle: Buffer;
   readonly generation: number;
+  /** The keeper session: never handed out by `acquire`, never dropped for a failed call. */
+  readonly keeper?: boolean;
 }
 
 /**
@@ -16,12 +18,17 @@ interface PooledSession {
  * token in PKCS#11, shared by all its sessions): a new session logs in when the token is not logged in. When a
  * session turns out closed or logged out, `reset()` drops every session of that generation, so the next acquire
  * opens fresh sessions and logs in again.
+ *
+ * Besides the worker sessions, one *keeper* session stays open for the pool's lifetime: it holds the login (closing
+ * an application's last session logs it out) and owns the session objects (transport and drill session keys), which
+ * PKCS#11 destroys with the session that created them. Workers can then be closed after any failed call.
  */
 export class SessionPool {
   private readonly idle: PooledSession[] = [];
   private readonly waiters: { resolve: (s: PooledSession) => void; reject: (e: unknown) => void }[] = [];
   private open = 0;
   private generation = 0;
+  private keeper: PooledSession | undefined;
   private closed = false;
 
   constructor(
@@ -43,8 +50,31 @@ export class SessionPool {
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
+  /** The keeper session (opened on first use; counted apart from the pool size). */
+  async keeperSession(): Promise<PooledSession> {
+    if (this.closed) throw new KeyStoreClosedError("the key store is closed");
+    if (this.keeper && this.keeper.generation === this.generation) return this.keeper;
+    const handle = this.pkcs11.C_OpenSession(
+      this.slot,
+      pkcs11js.CKF_RW_SESSION | pkcs11js.CKF_SERIAL_SESSION,
+    );
+    try {
+      if (!this.isUserSession(handle)) await this.login(handle);
+    } catch (err) {
+      try {
+        this.pkcs11.C_CloseSession(handle);
+      } catch {
+        // ignore
+      }
+      throw err;
+    }
+    this.keeper = { handle, generation: this.generation, keeper: true };
+    return this.keeper;
+  }
+
   /** Returns a healthy session to the pool. Sessions of an older generation are closed instead. */
   release(s: PooledSession): void {
+    if (s.keeper) return;
     if (this.closed || s.generation !== this.generation) {
       this.discard(s);
       return;
@@ -54,13 +84,34 @@ export class SessionPool {
     else this.idle.push(s);
   }
 
+  /**
+   * Closes one session whose state is unknown after a failed call (an operation may still be active in it), so that
+   * no later caller inherits it. The pool opens a fresh one when needed.
+   */
+  drop(s: PooledSession): void {
+    if (s.keeper) return;
+    this.discard(s);
+  }
+
   /** The session (and so probably every session) was closed or logged out underneath us. */
   reset(s: PooledSession): void {
     if (s.generation === this.generation) {
       this.generation += 1;
       for (const old of this.idle.splice(0)) this.discard(old);
+      this.closeKeeper();
     }
-    this.discard(s);
+    if (!s.keeper) this.discard(s);
+  }
+
+  private closeKeeper(): void {
+    const k = this.keeper;
+    this.keeper = undefined;
+    if (!k) return;
+    try {
+      this.pkcs11.C_CloseSession(k.handle);
+    } catch {
+      // already closed
+    }
   }
 
   async close(): Promise<void> {
@@ -68,6 +119,7 @@ export class SessionPool {
     this.closed = true;
     for (const w of this.waiters.splice(0)) w.reject(new KeyStoreClosedError("the key store is closed"));
     for (const s of this.idle.splice(0)) this.discard(s);
+    this.closeKeeper();
   }
 
   private discard(s: PooledSession): void {
