@@ -75,8 +75,8 @@ async function main(): Promise<number> {
     process.stdout.write(`# tier ${t}: ${n} file(s)\n`);
   }
   if (files.length === 0) {
-    console.error("no test files found for the selected tiers");
-    return 1;
+    process.stdout.write("# no test files in the selected tiers: nothing to run\n");
+    return 0;
   }
 
   // The AWS SDK's notice that releases after early January 2027 need Node 22 would repeat in every test process.
