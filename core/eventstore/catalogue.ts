@@ -28,6 +28,18 @@ export const EventTypes = {
   UnlockAttemptFailed: "UnlockAttemptFailed",
   /** Workspace stream: an administrator opened the kit (verify or recover); resets the failure count. */
   UnlockSucceeded: "UnlockSucceeded",
+  /** Workspace stream: a master key version changed state (active, decrypt-only, retired). */
+  MasterKeyStateChanged: "MasterKeyStateChanged",
+  /** Workspace stream: a rotation began: a new active version; the listed versions are to be re-wrapped away. */
+  RotationStarted: "RotationStarted",
+  /** Workspace stream: the census proved no wrap record uses the old versions; the kit was re-issued. */
+  RotationCompleted: "RotationCompleted",
+  /** Workspace stream: a rotation stopped on an error (the workspace keeps its active key). */
+  RotationFailed: "RotationFailed",
+  /** Workspace stream: a retired version may be destroyed after `NotBefore` (the waiting period). */
+  MasterKeyDestructionScheduled: "MasterKeyDestructionScheduled",
+  /** Workspace stream: a retired version was destroyed in the HSM. */
+  MasterKeyDestroyed: "MasterKeyDestroyed",
 } as const;
 
 export type EventType = (typeof EventTypes)[keyof typeof EventTypes];
@@ -174,4 +186,56 @@ export interface UnlockSucceededData {
   readonly AdminId: string;
   readonly KitVersion: number;
   readonly Purpose: "verify" | "recover";
+}
+
+export interface MasterKeyStateChangedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly KeyId: string;
+  readonly From: "active" | "decrypt-only";
+  readonly To: "decrypt-only" | "retired";
+  readonly Reason: string;
+}
+
+export interface RotationStartedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly RotationId: string;
+  /** The new active version. */
+  readonly ToKeyId: string;
+  /** Every version whose wrap records are re-wrapped to `ToKeyId`. */
+  readonly FromKeyIds: readonly string[];
+  readonly Reason: string;
+}
+
+export interface RotationCompletedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly RotationId: string;
+  readonly ToKeyId: string;
+  readonly RetiredKeyIds: readonly string[];
+  readonly KitVersion: number;
+  /** Documents the re-wrap moved over the whole rotation (from the census before it started). */
+  readonly DocumentsBefore: number;
+}
+
+export interface RotationFailedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly RotationId: string;
+  readonly Error: string;
+  readonly Message: string;
+}
+
+export interface MasterKeyDestructionScheduledData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly KeyId: string;
+  readonly NotBefore: string;
+}
+
+export interface MasterKeyDestroyedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly KeyId: string;
 }

@@ -104,6 +104,20 @@ export interface EventStore {
     options: ListDocumentsOptions,
   ): Promise<ListDocumentsResult>;
 
+  /** How many census shards a (workspace, KeyId) is spread over; shards are numbered 0..censusShards-1. */
+  readonly censusShards: number;
+
+  /**
+   * One census shard's documents on `keyId`, in document-id order, after `after` when given. Lets the re-wrap work
+   * on shards in parallel and resume from the index itself (a moved document leaves its shard's listing).
+   */
+  listDocumentsByKeyIdInShard(
+    workspaceId: string,
+    keyId: string,
+    shard: number,
+    options: { limit: number; after?: string },
+  ): Promise<DocumentProjection[]>;
+
   /** Every `KeyId` that at least one live (not deleted) document of the workspace uses, by ascending key version. */
   listKeyIdsInUse(workspaceId: string): Promise<string[]>;
 }

@@ -254,7 +254,9 @@ export class KitService {
     try {
       transport = await this.deps.keyStore.importTransportKey(wrapKey);
       const masterKeys: KitBody["masterKeys"] = [];
-      for (const k of ws.keys) {
+      // Every live version: active and decrypt-only (retired versions no record needs; destroyed ones are gone).
+      const live = ws.keys.filter((k) => k.state === "active" || k.state === "decrypt-only");
+      for (const k of live) {
         const blob = await this.deps.keyStore.exportMasterKey(k.keyId, transport);
         // Prove the blob before anyone relies on it: unwrapped inside the HSM, it has the recorded KCV.
         const kcv = await this.deps.keyStore.checkWrappedMasterKey(transport, blob);
@@ -266,7 +268,7 @@ export class KitService {
         masterKeys.push({
           keyId: k.keyId,
           kcv,
-          state: k.state,
+          state: k.state === "active" ? "active" : "decrypt-only",
           wrapped: Buffer.from(blob).toString("base64"),
         });
       }
@@ -533,7 +535,7 @@ export class KitService {
           );
         masterKeys.push({ keyId: mk.keyId, kitKcv: mk.kcv, hsmKcv, ...(liveKcv ? { liveKcv } : {}), ok });
       }
-      for (const k of ws.keys) {
+      for (const k of ws.keys.filter((x) => x.state === "active" || x.state === "decrypt-only")) {
         if (!body.masterKeys.some((m) => m.keyId === k.keyId))
           problems.push(`${k.keyId} is not covered by kit v${kit.header.kitVersion}`);
       }

@@ -10,6 +10,12 @@ import {
   type KitAcknowledgedData,
   type KitIssuedData,
   type MasterKeyCreatedData,
+  type MasterKeyDestroyedData,
+  type MasterKeyDestructionScheduledData,
+  type MasterKeyStateChangedData,
+  type RotationCompletedData,
+  type RotationFailedData,
+  type RotationStartedData,
   type UnlockAttemptFailedData,
   type UnlockSucceededData,
 } from "../eventstore/catalogue.js";
@@ -24,12 +30,21 @@ import type { KeyStore } from "../keystore/key-store.js";
 import { uuidFromName } from "../shared/ids.js";
 import { WorkspaceNotProvisionedError } from "../datakeys/errors.js";
 
-export type MasterKeyState = "active" | "decrypt-only";
+export type MasterKeyState = "active" | "decrypt-only" | "retired" | "destroyed";
 
 export interface MasterKeyVersion {
   readonly keyId: KeyId;
   readonly kcv: string;
   readonly state: MasterKeyState;
+  /** Set when its destruction is scheduled: not before this time. */
+  readonly destroyNotBefore?: string;
+}
+
+export interface RotationState {
+  readonly rotationId: string;
+  readonly toKeyId: KeyId;
+  readonly fromKeyIds: readonly KeyId[];
+  readonly status: "running" | "completed" | "failed";
 }
 
 export interface AdministratorState {
@@ -74,6 +89,8 @@ export interface WorkspaceState {
   /** Every kit version issued, oldest first. */
   readonly kits: readonly KitRecord[];
   readonly acknowledgements: readonly KitAcknowledgement[];
+  /** The last rotation, if any. */
+  readonly rotation?: RotationState;
   /** Stream version the state was folded at. */
   readonly version: number;
 }
@@ -87,6 +104,10 @@ export const emptyWorkspace = (workspaceId: string): WorkspaceState => ({
   acknowledgements: [],
   version: 0,
 });
+
+function updateKey(state: WorkspaceState, keyId: string, patch: Partial<MasterKeyVersion>): WorkspaceState {
+  return { ...state, keys: state.keys.map((k) => (k.keyId === keyId ? { ...k, ...patch } : k)) };
+}
 
 function updateAdmin(
   state: WorkspaceState,
@@ -113,6 +134,35 @@ export function evolveWorkspace(state: WorkspaceState, event: StoredEvent): Work
         activeKeyId: keyId,
         version: event.version,
       };
+    }
+    case EventTypes.MasterKeyStateChanged: {
+      const d = event.data as MasterKeyStateChangedData;
+      return { ...updateKey(state, d.KeyId, { state: d.To }), version: event.version };
+    }
+    case EventTypes.MasterKeyDestructionScheduled: {
+      const d = event.data as MasterKeyDestructionScheduledData;
+      return { ...updateKey(state, d.KeyId, { destroyNotBefore: d.NotBefore }), version: event.version };
+    }
+    case EventTypes.MasterKeyDestroyed: {
+      const d = event.data as MasterKeyDestroyedData;
+      return { ...updateKey(state, d.KeyId, { state: "destroyed" }), version: event.version };
+    }
+    case EventTypes.RotationStarted: {
+      const d = event.data as RotationStartedData;
+      const rotation: RotationState = {
+        rotationId: d.RotationId,
+        toKeyId: parseKeyId(d.ToKeyId),
+        fromKeyIds: d.FromKeyIds.map((k) => parseKeyId(k)),
+        status: "running",
+      };
+      return { ...state, rotation, version: event.version };
+    }
+    case EventTypes.RotationCompleted:
+    case EventTypes.RotationFailed: {
+      const d = event.data as RotationCompletedData | RotationFailedData;
+      if (!state.rotation || state.rotation.rotationId !== d.RotationId) return { ...state, version: event.version };
+      const status = event.type === EventTypes.RotationCompleted ? "completed" : "failed";
+      return { ...state, rotation: { ...state.rotation, status }, version: event.version };
     }
     case EventTypes.DrillKeyCreated: {
       const d = event.data as DrillKeyCreatedData;

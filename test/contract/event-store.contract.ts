@@ -174,6 +174,17 @@ class RecordingStore implements EventStore {
   listDocumentsByKeyId(workspaceId: string, kid: string, options: ListDocumentsOptions) {
     return this.inner.listDocumentsByKeyId(workspaceId, kid, options);
   }
+  get censusShards() {
+    return this.inner.censusShards;
+  }
+  listDocumentsByKeyIdInShard(
+    workspaceId: string,
+    kid: string,
+    shard: number,
+    options: { limit: number; after?: string },
+  ) {
+    return this.inner.listDocumentsByKeyIdInShard(workspaceId, kid, shard, options);
+  }
   listKeyIdsInUse(workspaceId: string) {
     return this.inner.listKeyIdsInUse(workspaceId);
   }
@@ -649,6 +660,29 @@ export function eventStoreContract(backend: string, factory: EventStoreFactory):
           if (limit === 7) assert.ok(listed.pages >= 18);
         }
         assert.deepEqual(new Set((await listAllByKeyId(store, ws, mk2, 9)).ids), by2);
+
+        // Shard by shard: the shards partition the census, each in document-id order, resumable with `after`.
+        const viaShards: string[] = [];
+        for (let shard = 0; shard < store.censusShards; shard++) {
+          let after: string | undefined;
+          for (;;) {
+            const page = await store.listDocumentsByKeyIdInShard(ws, mk1, shard, {
+              limit: 4,
+              ...(after ? { after } : {}),
+            });
+            const ids = page.map((d) => d.documentId);
+            assert.deepEqual(ids, [...ids].sort(), "document-id order within a shard");
+            viaShards.push(...ids);
+            if (page.length < 4) break;
+            after = ids.at(-1);
+          }
+        }
+        assert.equal(viaShards.length, 120);
+        assert.deepEqual(new Set(viaShards), by1);
+        await rejectsWith(
+          store.listDocumentsByKeyIdInShard(ws, mk1, store.censusShards, { limit: 4 }),
+          InvalidStoreOptionsError,
+        );
 
         // Cursors are opaque and checked: edited, foreign or from another query, they are refused.
         const page = await store.listDocumentsByKeyId(ws, mk1, { limit: 5 });

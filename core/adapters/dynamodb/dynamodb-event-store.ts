@@ -533,6 +533,42 @@ export class DynamoDbEventStore implements EventStore {
     return counts.reduce((a, b) => a + b, 0);
   }
 
+  async listDocumentsByKeyIdInShard(
+    workspaceId: string,
+    keyId: string,
+    shard: number,
+    options: { limit: number; after?: string },
+  ): Promise<DocumentProjection[]> {
+    checkCensusQuery(workspaceId, keyId);
+    const s = checkInt(shard, "shard", 0, this.shards - 1);
+    const limit = checkInt(options?.limit, "limit", 1, MAX_PAGE_SIZE);
+    const after = options.after;
+    if (after !== undefined && (typeof after !== "string" || after.length === 0 || after.length > 128)) {
+      throw new InvalidStoreOptionsError("after must be a document id");
+    }
+    const documents: DocumentProjection[] = [];
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const out = await this.query(
+        {
+          TableName: this.tableName,
+          IndexName: CENSUS_BY_KEY_ID_INDEX,
+          KeyConditionExpression: after === undefined ? "gsi1pk = :p" : "gsi1pk = :p AND gsi1sk > :after",
+          ExpressionAttributeValues: {
+            ":p": keys.censusByKeyId(workspaceId, keyId, s),
+            ...(after === undefined ? {} : { ":after": after }),
+          },
+          Limit: limit - documents.length,
+          ExclusiveStartKey: startKey,
+        },
+        "listDocumentsByKeyIdInShard",
+      );
+      for (const item of out.Items ?? []) documents.push(decodeProjection(item));
+      startKey = out.LastEvaluatedKey;
+    } while (startKey !== undefined && documents.length < limit);
+    return documents;
+  }
+
   async listDocumentsByKeyId(
     workspaceId: string,
     keyId: string,

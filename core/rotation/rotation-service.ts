@@ -1,0 +1,496 @@
+/**
+ * Master-key rotation and the re-wrap engine.
+ *
+ * - `startRotation`: a new master key version becomes active at once (new DEKs use it) and every older live version
+ *   turns decrypt-only, in one conditional append (`MasterKeyCreated`, `MasterKeyStateChanged`, `RotationStarted`).
+ *   Idempotent: while a rotation runs, starting again returns it (that is how a killed job resumes).
+ * - `rewrapShard`: the unit of work. It takes documents still on an old version from one census shard, re-wraps
+ *   every artifact inside the HSM (the DEK never changes, only its wrap) and appends a new
+ *   `DocumentEncryptionKeysAdded` conditional on the version it read; a lost race re-reads and retries, it never
+ *   overwrites. Moved documents leave the shard's listing, so the index itself is the checkpoint: a re-run after any
+ *   crash continues where the last one stopped, and running a shard twice changes nothing the second time.
+ * - `census`: counts per old version (the index) and cross-checks a sample of streams.
+ * - `completeRotation`: only with a census of zero: re-issues the kit, then retires the old versions.
+ * - `scheduleDestruction` / `destroyRetiredKey`: a separate, deliberate step with a waiting period.
+ */
+import { randomUUID } from "node:crypto";
+import type { Alerts } from "../alerts/alerts.js";
+import {
+  EventTypes,
+  type DocumentEncryptionKeysAddedData,
+  type MasterKeyCreatedData,
+  type MasterKeyDestroyedData,
+  type MasterKeyDestructionScheduledData,
+  type MasterKeyStateChangedData,
+  type RotationCompletedData,
+  type RotationFailedData,
+  type RotationStartedData,
+  type WrappedArtifactKey,
+} from "../eventstore/catalogue.js";
+import type { EventStore } from "../eventstore/event-store.js";
+import { ExpectedVersionConflictError } from "../eventstore/errors.js";
+import { newEvent, type StoredEvent } from "../eventstore/events.js";
+import { projectDocument } from "../eventstore/projection.js";
+import { documentStreamId, workspaceStreamId } from "../eventstore/stream-id.js";
+import {
+  associatedData,
+  decodeWrapped,
+  encodeWrapped,
+  isArtifact,
+  isWrapFormat,
+  WrapFormats,
+} from "../datakeys/wrap-format.js";
+import { ConcurrentUpdateError, WrapRecordCorruptError } from "../datakeys/errors.js";
+import { KeyAlreadyExistsError } from "../keystore/errors.js";
+import { describeKeyId, masterKeyId, parseKeyId, type KeyId } from "../keystore/key-id.js";
+import type { KeyStore } from "../keystore/key-store.js";
+import { AmkError, InvalidInputError } from "../shared/errors.js";
+import { uuidFromName } from "../shared/ids.js";
+import type { KitService } from "../kit/kit-service.js";
+import { readWorkspace, type RotationState, type WorkspaceState } from "../workspaces/workspace.js";
+
+export class RotationError extends AmkError {
+  readonly code = "ROTATION_STATE";
+}
+
+/** The census still finds wrap records on an old version: nothing is retired. */
+export class CensusNotEmptyError extends AmkError {
+  readonly code = "CENSUS_NOT_EMPTY";
+}
+
+export interface RotationDeps {
+  readonly keyStore: KeyStore;
+  readonly events: EventStore;
+  readonly kits: KitService;
+  readonly alerts: Alerts;
+  readonly now?: () => Date;
+  /** Documents re-wrapped concurrently within one shard (default 8). */
+  readonly documentConcurrency?: number;
+  /** Retries of a document's append after losing a race (default 8). */
+  readonly maxConflictRetries?: number;
+}
+
+export interface ShardResult {
+  readonly shard: number;
+  readonly fromKeyId: string;
+  /** Documents this call re-wrapped (appended a new record for). */
+  readonly moved: number;
+  /** Documents found already on the target version or deleted (nothing to do). */
+  readonly skipped: number;
+  /** True when the call stopped at its budget with documents left in the shard. */
+  readonly remaining: boolean;
+}
+
+export interface CensusResult {
+  readonly remaining: number;
+  readonly byKeyId: Readonly<Record<string, number>>;
+  /** Streams read to cross-check the index (their last wrap record is on the target version). */
+  readonly sampled: number;
+  readonly sampleMismatches: readonly string[];
+}
+
+export class RotationService {
+  private readonly now: () => Date;
+  private readonly concurrency: number;
+  private readonly maxRetries: number;
+
+  constructor(private readonly deps: RotationDeps) {
+    this.now = deps.now ?? (() => new Date());
+    this.concurrency = deps.documentConcurrency ?? 8;
+    this.maxRetries = deps.maxConflictRetries ?? 8;
+  }
+
+  async startRotation(workspaceId: string, reason = "scheduled rotation"): Promise<RotationState> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const ws = await readWorkspace(this.deps.events, workspaceId);
+      if (ws.rotation?.status === "running") return ws.rotation;
+      if (!ws.activeKeyId)
+        throw new RotationError(`workspace ${workspaceId} has no master key`, { context: { workspaceId } });
+      const next = Math.max(...ws.keys.map((k) => describeKeyId(k.keyId).version)) + 1;
+      const toKeyId = masterKeyId(workspaceId, next);
+      let info = await this.deps.keyStore.findMasterKey(toKeyId);
+      if (!info) {
+        try {
+          info = await this.deps.keyStore.createMasterKey(toKeyId);
+        } catch (err) {
+          if (!(err instanceof KeyAlreadyExistsError)) throw err;
+          info = await this.deps.keyStore.findMasterKey(toKeyId);
+          if (!info) throw err;
+        }
+      }
+      const active = ws.activeKeyId;
+      const fromKeyIds = ws.keys
+        .filter((k) => k.state === "active" || k.state === "decrypt-only")
+        .map((k) => k.keyId);
+      const rotationId = randomUUID();
+      const at = this.now();
+      const created: MasterKeyCreatedData = {
+        WorkspaceId: workspaceId,
+        KeyId: toKeyId,
+        Kcv: info.kcv,
+        Extractable: info.extractable,
+      };
+      const demoted: MasterKeyStateChangedData = {
+        WorkspaceId: workspaceId,
+        KeyId: active,
+        From: "active",
+        To: "decrypt-only",
+        Reason: `rotation ${rotationId}`,
+      };
+      const started: RotationStartedData = {
+        WorkspaceId: workspaceId,
+        RotationId: rotationId,
+        ToKeyId: toKeyId,
+        FromKeyIds: fromKeyIds,
+        Reason: reason,
+      };
+      try {
+        await this.deps.events.appendToStream(
+          workspaceStreamId(workspaceId),
+          [
+            newEvent(EventTypes.MasterKeyCreated, created, { occurredAt: at }),
+            newEvent(EventTypes.MasterKeyStateChanged, demoted, { occurredAt: at }),
+            newEvent(EventTypes.RotationStarted, started, { occurredAt: at }),
+          ],
+          { expectedVersion: ws.version },
+        );
+      } catch (err) {
+        if (err instanceof ExpectedVersionConflictError) continue; // someone else changed the workspace: look again
+        throw err;
+      }
+      return { rotationId, toKeyId, fromKeyIds, status: "running" };
+    }
+    throw new ConcurrentUpdateError(`workspace ${workspaceId} kept changing; retry the rotation`);
+  }
+
+  /** The work items of the re-wrap: one per (old version, census shard) that has documents. */
+  async planRewrap(
+    workspaceId: string,
+  ): Promise<{ rotation: RotationState; items: { fromKeyId: string; shard: number }[]; remaining: number }> {
+    const rotation = await this.runningRotation(workspaceId);
+    const items: { fromKeyId: string; shard: number }[] = [];
+    let remaining = 0;
+    for (const fromKeyId of rotation.fromKeyIds) {
+      const n = await this.deps.events.countDocumentsByKeyId(workspaceId, fromKeyId);
+      remaining += n;
+      if (n === 0) continue;
+      for (let shard = 0; shard < this.deps.events.censusShards; shard++) items.push({ fromKeyId, shard });
+    }
+    return { rotation, items, remaining };
+  }
+
+  /**
+   * Re-wraps the documents of one census shard that are still on `fromKeyId`, until the shard is empty or the
+   * budget (documents or time) is used. Safe to run twice, concurrently with ingestion and with other shards.
+   */
+  async rewrapShard(input: {
+    workspaceId: string;
+    fromKeyId: string;
+    shard: number;
+    maxDocuments?: number;
+    deadline?: number;
+    pageSize?: number;
+  }): Promise<ShardResult> {
+    const rotation = await this.runningRotation(input.workspaceId);
+    const fromKeyId = parseKeyId(input.fromKeyId);
+    if (!rotation.fromKeyIds.includes(fromKeyId)) {
+      throw new InvalidInputError(`${fromKeyId} is not being re-wrapped by rotation ${rotation.rotationId}`);
+    }
+    const max = input.maxDocuments ?? Number.POSITIVE_INFINITY;
+    const pageSize = input.pageSize ?? 50;
+    let moved = 0;
+    let skipped = 0;
+    let after: string | undefined;
+    for (;;) {
+      if (moved + skipped >= max || (input.deadline !== undefined && Date.now() >= input.deadline)) {
+        const left = await this.deps.events.listDocumentsByKeyIdInShard(
+          input.workspaceId,
+          fromKeyId,
+          input.shard,
+          { limit: 1 },
+        );
+        return { shard: input.shard, fromKeyId, moved, skipped, remaining: left.length > 0 };
+      }
+      const page = await this.deps.events.listDocumentsByKeyIdInShard(
+        input.workspaceId,
+        fromKeyId,
+        input.shard,
+        {
+          limit: Math.min(pageSize, Number.isFinite(max) ? max - moved - skipped : pageSize),
+          ...(after ? { after } : {}),
+        },
+      );
+      if (page.length === 0) return { shard: input.shard, fromKeyId, moved, skipped, remaining: false };
+      const results = await mapLimit(page, this.concurrency, (d) =>
+        this.rewrapDocument(input.workspaceId, d.documentId, rotation.toKeyId),
+      );
+      for (const r of results)
+        if (r === "moved") moved += 1;
+        else skipped += 1;
+      // The index may still list a moved document for a moment (eventually consistent on AWS): continue after it.
+      after = page.at(-1)!.documentId;
+    }
+  }
+
+  /**
+   * Re-wraps one document's current record to `toKeyId`. Returns "moved", or "skipped" when it is already there or
+   * deleted. The event id is derived from the version read, so a retry of the same step is idempotent.
+   */
+  async rewrapDocument(
+    workspaceId: string,
+    documentId: string,
+    toKeyId: KeyId,
+  ): Promise<"moved" | "skipped"> {
+    const stream = documentStreamId(workspaceId, documentId);
+    for (let attempt = 0; attempt <= this.maxRetries; attempt++) {
+      const { events, currentVersion } = await this.deps.events.readStream(stream);
+      const status = projectDocument(events)?.status;
+      let current: StoredEvent | undefined;
+      for (const e of events) if (e.type === EventTypes.DocumentEncryptionKeysAdded) current = e;
+      if (!current || status === "deleted") return "skipped";
+      const record = current.data as DocumentEncryptionKeysAddedData;
+      if (record.KeyId === toKeyId && record.WrapFormat === WrapFormats.AmkGcmV1) return "skipped";
+      if (!isWrapFormat(record.WrapFormat) || !Array.isArray(record.Artifacts)) {
+        throw new WrapRecordCorruptError(`document ${documentId}'s wrap record cannot be read`, {
+          context: { workspaceId, documentId },
+        });
+      }
+      const fromKeyId = parseKeyId(record.KeyId);
+      const artifacts: WrappedArtifactKey[] = [];
+      for (const a of record.Artifacts) {
+        if (!isArtifact(a.Artifact))
+          throw new WrapRecordCorruptError(`unknown artifact in ${documentId}'s record`);
+        const rewrapped = await this.deps.keyStore.rewrapDataKey(
+          {
+            keyId: fromKeyId,
+            aad: associatedData(record.WrapFormat, {
+              workspaceId,
+              documentId,
+              artifact: a.Artifact,
+              keyId: fromKeyId,
+            }),
+          },
+          {
+            keyId: toKeyId,
+            aad: associatedData(WrapFormats.AmkGcmV1, {
+              workspaceId,
+              documentId,
+              artifact: a.Artifact,
+              keyId: toKeyId,
+            }),
+          },
+          decodeWrapped(a),
+        );
+        artifacts.push({ ...a, ...encodeWrapped(rewrapped) });
+      }
+      const occurredAt = this.now().toISOString();
+      const data: DocumentEncryptionKeysAddedData = {
+        AggregateId: documentId,
+        WorkspaceId: workspaceId,
+        KeyId: toKeyId,
+        WrapFormat: WrapFormats.AmkGcmV1,
+        Artifacts: artifacts,
+        OccurredOn: occurredAt,
+      };
+      const eventId = uuidFromName("Rewrap", workspaceId, documentId, String(currentVersion), toKeyId);
+      try {
+        await this.deps.events.appendToStream(
+          stream,
+          [newEvent(EventTypes.DocumentEncryptionKeysAdded, data, { eventId, occurredAt })],
+          { expectedVersion: currentVersion ?? "no_stream" },
+        );
+        return "moved";
+      } catch (err) {
+        if (err instanceof ExpectedVersionConflictError) continue; // an ingestion or another batch won: read again
+        throw err;
+      }
+    }
+    throw new ConcurrentUpdateError(`document ${documentId} kept changing during its re-wrap`, {
+      context: { workspaceId, documentId },
+    });
+  }
+
+  /** Counts documents left on the old versions (index) and reads a sample of streams to cross-check it. */
+  async census(workspaceId: string, options: { sample?: number } = {}): Promise<CensusResult> {
+    const rotation = await this.runningRotation(workspaceId);
+    const byKeyId: Record<string, number> = {};
+    let remaining = 0;
+    for (const k of rotation.fromKeyIds) {
+      byKeyId[k] = await this.deps.events.countDocumentsByKeyId(workspaceId, k);
+      remaining += byKeyId[k]!;
+    }
+    const inUse = await this.deps.events.listKeyIdsInUse(workspaceId);
+    for (const k of rotation.fromKeyIds) if (inUse.includes(k) && byKeyId[k] === 0) remaining += 1;
+    const mismatches: string[] = [];
+    let sampled = 0;
+    const want = options.sample ?? 20;
+    const page = await this.deps.events.listDocumentsByKeyId(workspaceId, rotation.toKeyId, {
+      limit: Math.max(1, want),
+    });
+    for (const d of page.documents.slice(0, want)) {
+      sampled += 1;
+      const { events } = await this.deps.events.readStream(documentStreamId(workspaceId, d.documentId));
+      let last: StoredEvent | undefined;
+      for (const e of events) if (e.type === EventTypes.DocumentEncryptionKeysAdded) last = e;
+      if ((last?.data as DocumentEncryptionKeysAddedData | undefined)?.KeyId !== rotation.toKeyId)
+        mismatches.push(d.documentId);
+    }
+    return { remaining: remaining + mismatches.length, byKeyId, sampled, sampleMismatches: mismatches };
+  }
+
+  /** With a census of zero: re-issues the kit for every live version, retires the old versions, completes. */
+  async completeRotation(workspaceId: string): Promise<{ kitVersion: number; retired: string[] }> {
+    const rotation = await this.runningRotation(workspaceId);
+    const census = await this.census(workspaceId);
+    if (census.remaining > 0) {
+      throw new CensusNotEmptyError(
+        `${census.remaining} document(s) still use the old version(s); nothing retired`,
+        {
+          context: { workspaceId, byKeyId: census.byKeyId, sampleMismatches: census.sampleMismatches.length },
+        },
+      );
+    }
+    const kit = await this.deps.kits.issueKit(workspaceId, { reason: `rotation ${rotation.rotationId}` });
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const ws = await readWorkspace(this.deps.events, workspaceId);
+      const at = this.now();
+      const toRetire = ws.keys.filter(
+        (k) => rotation.fromKeyIds.includes(k.keyId) && k.state === "decrypt-only",
+      );
+      const retire = toRetire.map((k) =>
+        newEvent(
+          EventTypes.MasterKeyStateChanged,
+          {
+            WorkspaceId: workspaceId,
+            KeyId: k.keyId,
+            From: "decrypt-only",
+            To: "retired",
+            Reason: `census of rotation ${rotation.rotationId}: no wrap record uses it`,
+          } satisfies MasterKeyStateChangedData,
+          { occurredAt: at },
+        ),
+      );
+      const done: RotationCompletedData = {
+        WorkspaceId: workspaceId,
+        RotationId: rotation.rotationId,
+        ToKeyId: rotation.toKeyId,
+        RetiredKeyIds: toRetire.map((k) => k.keyId),
+        KitVersion: kit.kitVersion,
+        DocumentsBefore: 0,
+      };
+      try {
+        await this.deps.events.appendToStream(
+          workspaceStreamId(workspaceId),
+          [...retire, newEvent(EventTypes.RotationCompleted, done, { occurredAt: at })],
+          { expectedVersion: ws.version },
+        );
+        return { kitVersion: kit.kitVersion, retired: toRetire.map((k) => k.keyId) };
+      } catch (err) {
+        if (!(err instanceof ExpectedVersionConflictError)) throw err;
+      }
+    }
+    throw new ConcurrentUpdateError(`workspace ${workspaceId} kept changing; complete the rotation again`);
+  }
+
+  /** Records the failure and alerts; the workspace keeps its (new) active key and every old key. */
+  async recordFailure(workspaceId: string, error: { name: string; message: string }): Promise<void> {
+    const ws = await readWorkspace(this.deps.events, workspaceId);
+    if (ws.rotation?.status !== "running") return;
+    const data: RotationFailedData = {
+      WorkspaceId: workspaceId,
+      RotationId: ws.rotation.rotationId,
+      Error: error.name,
+      Message: error.message.slice(0, 500),
+    };
+    await this.deps.events.appendToStream(
+      workspaceStreamId(workspaceId),
+      [newEvent(EventTypes.RotationFailed, data, { occurredAt: this.now() })],
+      {
+        expectedVersion: "stream_exists",
+      },
+    );
+    await this.deps.alerts.raise({
+      code: "ROTATION_FAILED",
+      severity: "warning",
+      workspaceId,
+      message: `rotation ${ws.rotation.rotationId} to ${ws.rotation.toKeyId} stopped: ${error.name}`,
+      action:
+        "New DEKs already use the new key and every old key still decrypts. Fix the cause and start the rotation again: it continues where it stopped.",
+      context: { rotationId: ws.rotation.rotationId, error: error.name },
+    });
+  }
+
+  /** Schedules a retired version's destruction after a waiting period (default 30 days). */
+  async scheduleDestruction(
+    workspaceId: string,
+    keyId: string,
+    options: { waitDays?: number } = {},
+  ): Promise<string> {
+    const ws = await readWorkspace(this.deps.events, workspaceId);
+    const key = ws.keys.find((k) => k.keyId === keyId);
+    if (!key || key.state !== "retired")
+      throw new RotationError(`${keyId} is not retired; only retired versions can be destroyed`);
+    if ((await this.deps.events.countDocumentsByKeyId(workspaceId, keyId)) > 0)
+      throw new CensusNotEmptyError(`${keyId} is still used`);
+    const notBefore = new Date(this.now().getTime() + (options.waitDays ?? 30) * 86_400_000).toISOString();
+    const data: MasterKeyDestructionScheduledData = {
+      WorkspaceId: workspaceId,
+      KeyId: keyId,
+      NotBefore: notBefore,
+    };
+    await this.deps.events.appendToStream(
+      workspaceStreamId(workspaceId),
+      [newEvent(EventTypes.MasterKeyDestructionScheduled, data, { occurredAt: this.now() })],
+      {
+        expectedVersion: ws.version,
+      },
+    );
+    return notBefore;
+  }
+
+  /** Destroys a retired version whose waiting period is over, after a last census. */
+  async destroyRetiredKey(workspaceId: string, keyId: string): Promise<void> {
+    const ws = await readWorkspace(this.deps.events, workspaceId);
+    const key = ws.keys.find((k) => k.keyId === keyId);
+    if (!key || key.state !== "retired" || !key.destroyNotBefore) {
+      throw new RotationError(`${keyId} is not retired with a scheduled destruction`);
+    }
+    if (Date.parse(key.destroyNotBefore) > this.now().getTime()) {
+      throw new RotationError(`${keyId} may not be destroyed before ${key.destroyNotBefore}`, {
+        context: { notBefore: key.destroyNotBefore },
+      });
+    }
+    if ((await this.deps.events.countDocumentsByKeyId(workspaceId, keyId)) > 0)
+      throw new CensusNotEmptyError(`${keyId} is still used`);
+    await this.deps.keyStore.destroyMasterKey(key.keyId);
+    const data: MasterKeyDestroyedData = { WorkspaceId: workspaceId, KeyId: keyId };
+    await this.deps.events.appendToStream(
+      workspaceStreamId(workspaceId),
+      [newEvent(EventTypes.MasterKeyDestroyed, data, { occurredAt: this.now() })],
+      {
+        expectedVersion: "stream_exists",
+      },
+    );
+  }
+
+  private async runningRotation(workspaceId: string): Promise<RotationState> {
+    const ws: WorkspaceState = await readWorkspace(this.deps.events, workspaceId);
+    if (ws.rotation?.status !== "running") {
+      throw new RotationError(`workspace ${workspaceId} has no rotation running`, {
+        context: { workspaceId },
+      });
+    }
+    return ws.rotation;
+  }
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i]!);
+    }),
+  );
+  return out;
+}
