@@ -3,7 +3,8 @@
  *
  * - `startRotation`: a new master key version becomes active at once (new DEKs use it) and every older live version
  *   turns decrypt-only, in one conditional append (`MasterKeyCreated`, `MasterKeyStateChanged`, `RotationStarted`).
- *   Idempotent: while a rotation runs, starting again returns it (that is how a killed job resumes).
+ *   Idempotent: while a rotation runs, starting again returns it (that is how a killed job resumes); a failed
+ *   rotation is resumed with the same target version, not replaced by a new one.
  * - `rewrapShard`: the unit of work. It takes documents still on an old version from one census shard, re-wraps
  *   every artifact inside the HSM (the DEK never changes, only its wrap) and appends a new
  *   `DocumentEncryptionKeysAdded` conditional on the version it read; a lost race re-reads and retries, it never
@@ -104,6 +105,28 @@ export class RotationService {
     for (let attempt = 0; attempt < 5; attempt++) {
       const ws = await readWorkspace(this.deps.events, workspaceId);
       if (ws.rotation?.status === "running") return ws.rotation;
+      if (ws.rotation?.status === "failed") {
+        // Resume the failed rotation where it stopped (same target version): no new key for every retry.
+        const r = ws.rotation;
+        const resumed: RotationStartedData = {
+          WorkspaceId: workspaceId,
+          RotationId: r.rotationId,
+          ToKeyId: r.toKeyId,
+          FromKeyIds: r.fromKeyIds,
+          Reason: `resumed after failure (${reason})`,
+        };
+        try {
+          await this.deps.events.appendToStream(
+            workspaceStreamId(workspaceId),
+            [newEvent(EventTypes.RotationStarted, resumed, { occurredAt: this.now() })],
+            { expectedVersion: ws.version },
+          );
+        } catch (err) {
+          if (err instanceof ExpectedVersionConflictError) continue;
+          throw err;
+        }
+        return { ...r, status: "running" };
+      }
       if (!ws.activeKeyId)
         throw new RotationError(`workspace ${workspaceId} has no master key`, { context: { workspaceId } });
       const next = Math.max(...ws.keys.map((k) => describeKeyId(k.keyId).version)) + 1;

@@ -1,0 +1,136 @@
+/**
+ * The rotation workflow's tasks (one Lambda function each; see workflows/rotation-workflow.ts). Payloads hold ids,
+ * counts and key ids only: never key material. Domain errors are thrown with their class name, which the state
+ * machine's Retry and Catch match on (`HsmUnavailableError`, `EventStoreUnavailableError`, `ConcurrentUpdateError`,
+ * `CensusNotEmptyError`, ...).
+ */
+import { Logger } from "@aws-lambda-powertools/logger";
+import { z } from "zod";
+import { LogAlerts } from "../../core/alerts/log-alerts.js";
+import { KitService } from "../../core/kit/kit-service.js";
+import { RotationService } from "../../core/rotation/rotation-service.js";
+import { eventStoreFromEnv } from "../shared/event-store.js";
+import { keyStoreFromEnv } from "../shared/key-store.js";
+import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
+import { vaultFromEnv } from "../shared/vault.js";
+
+const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
+
+let cached: Promise<RotationService> | undefined;
+function service(): Promise<RotationService> {
+  cached ??= (async () => {
+    const keyStore = await keyStoreFromEnv(logger);
+    const events = eventStoreFromEnv();
+    const alerts = new LogAlerts((line) => logger.error("ALERT", line));
+    const kits = new KitService({
+      keyStore,
+      events,
+      vault: await vaultFromEnv(),
+      alerts,
+      oaepHash: process.env.AMK_DRILL_OAEP_HASH === "SHA-256" ? "SHA-256" : "SHA-1",
+    });
+    return new RotationService({
+      keyStore,
+      events,
+      kits,
+      alerts,
+      documentConcurrency: Number(process.env.AMK_REWRAP_DOCUMENT_CONCURRENCY ?? 8),
+    });
+  })().catch((err: unknown) => {
+    cached = undefined;
+    throw err;
+  });
+  return cached;
+}
+
+const Workspace = z.object({ workspaceId: WorkspaceIdSchema, reason: z.string().max(200).optional() });
+const ShardInput = z.object({
+  workspaceId: WorkspaceIdSchema,
+  fromKeyId: z.string().max(100),
+  shard: z.number().int().min(0).max(1023),
+});
+const FailureInput = z.object({
+  workspaceId: WorkspaceIdSchema,
+  error: z
+    .object({ Error: z.string().max(200).optional(), Cause: z.string().max(32_768).optional() })
+    .optional(),
+});
+
+export async function startHandler(event: unknown) {
+  const input = parseInput(Workspace, event);
+  const r = await (await service()).startRotation(input.workspaceId, input.reason ?? "rotation workflow");
+  logger.info("rotation started", {
+    workspaceId: input.workspaceId,
+    rotationId: r.rotationId,
+    toKeyId: r.toKeyId,
+  });
+  return {
+    workspaceId: input.workspaceId,
+    rotationId: r.rotationId,
+    toKeyId: r.toKeyId,
+    fromKeyIds: r.fromKeyIds,
+  };
+}
+
+export async function planHandler(event: unknown) {
+  const input = parseInput(Workspace, event);
+  const plan = await (await service()).planRewrap(input.workspaceId);
+  logger.info("re-wrap planned", {
+    workspaceId: input.workspaceId,
+    items: plan.items.length,
+    remaining: plan.remaining,
+  });
+  return {
+    workspaceId: input.workspaceId,
+    remaining: plan.remaining,
+    hasWork: plan.items.length > 0,
+    items: plan.items.map((i) => ({
+      workspaceId: input.workspaceId,
+      fromKeyId: i.fromKeyId,
+      shard: i.shard,
+    })),
+  };
+}
+
+/** Budget: the Lambda's remaining time less a margin, or AMK_REWRAP_BUDGET_MS. */
+export async function rewrapShardHandler(
+  event: unknown,
+  context?: { getRemainingTimeInMillis?: () => number },
+) {
+  const input = parseInput(ShardInput, event);
+  const budget =
+    Number(process.env.AMK_REWRAP_BUDGET_MS ?? 0) ||
+    Math.max(1000, (context?.getRemainingTimeInMillis?.() ?? 60_000) - 15_000);
+  const r = await (await service()).rewrapShard({ ...input, deadline: Date.now() + budget });
+  logger.info("shard re-wrapped", { ...input, moved: r.moved, skipped: r.skipped, remaining: r.remaining });
+  return r;
+}
+
+export async function censusHandler(event: unknown) {
+  const input = parseInput(Workspace, event);
+  const c = await (await service()).census(input.workspaceId);
+  logger.info("census", { workspaceId: input.workspaceId, remaining: c.remaining, sampled: c.sampled });
+  return { workspaceId: input.workspaceId, remaining: c.remaining, sampled: c.sampled, byKeyId: c.byKeyId };
+}
+
+export async function completeHandler(event: unknown) {
+  const input = parseInput(Workspace, event);
+  const r = await (await service()).completeRotation(input.workspaceId);
+  logger.info("rotation completed", { workspaceId: input.workspaceId, ...r });
+  return { workspaceId: input.workspaceId, kitVersion: r.kitVersion, retired: r.retired };
+}
+
+export async function failureHandler(event: unknown) {
+  const input = parseInput(FailureInput, event);
+  const name = input.error?.Error ?? "Error";
+  let message = "";
+  try {
+    message = String(
+      (JSON.parse(input.error?.Cause ?? "{}") as { errorMessage?: unknown }).errorMessage ?? "",
+    );
+  } catch {
+    message = "";
+  }
+  await (await service()).recordFailure(input.workspaceId, { name, message });
+  return { workspaceId: input.workspaceId, recorded: true, error: name };
+}
