@@ -160,7 +160,8 @@ export function evolveWorkspace(state: WorkspaceState, event: StoredEvent): Work
     case EventTypes.RotationCompleted:
     case EventTypes.RotationFailed: {
       const d = event.data as RotationCompletedData | RotationFailedData;
-      if (!state.rotation || state.rotation.rotationId !== d.RotationId) return { ...state, version: event.version };
+      if (!state.rotation || state.rotation.rotationId !== d.RotationId)
+        return { ...state, version: event.version };
       const status = event.type === EventTypes.RotationCompleted ? "completed" : "failed";
       return { ...state, rotation: { ...state.rotation, status }, version: event.version };
     }
