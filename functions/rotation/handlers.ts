@@ -123,14 +123,16 @@ export async function completeHandler(event: unknown) {
 export async function failureHandler(event: unknown) {
   const input = parseInput(FailureInput, event);
   const name = input.error?.Error ?? "Error";
-  let message = "";
-  try {
-    message = String(
-      (JSON.parse(input.error?.Cause ?? "{}") as { errorMessage?: unknown }).errorMessage ?? "",
-    );
-  } catch {
-    message = "";
-  }
+  const message = errorMessageOf(input.error?.Cause);
   await (await service()).recordFailure(input.workspaceId, { name, message });
   return { workspaceId: input.workspaceId, recorded: true, error: name };
+}
+
+/** The `errorMessage` of a Lambda-style `Cause` (JSON), or "" when there is none. */
+function errorMessageOf(cause: string | undefined): string {
+  try {
+    return String((JSON.parse(cause ?? "{}") as { errorMessage?: unknown }).errorMessage ?? "");
+  } catch {
+    return "";
+  }
 }
