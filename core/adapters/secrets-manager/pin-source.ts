@@ -14,6 +14,7 @@
  * contain the secret's value: an error from a response that could hold the value (an unreadable success response)
  * is replaced by a sanitised cause.
  */
+import { ACCESS_DENIED_ERRORS, UNAVAILABLE_ERRORS } from "./aws-error-names.js";
 import {
   GetSecretValueCommand,
   SecretsManagerClient,
@@ -178,31 +179,6 @@ export function parsePinSecretString(
 }
 
 const NOT_FOUND = new Set(["ResourceNotFoundException"]);
-const ACCESS_DENIED = new Set([
-  "AccessDeniedException",
-  "AccessDenied",
-  "DecryptionFailure",
-  "UnrecognizedClientException",
-  "InvalidClientTokenId",
-  "InvalidSignatureException",
-  "SignatureDoesNotMatch",
-  "IncompleteSignature",
-  "MissingAuthenticationToken",
-  "ExpiredTokenException",
-  "ExpiredToken",
-]);
-const UNAVAILABLE = new Set([
-  "ThrottlingException",
-  "Throttling",
-  "TooManyRequestsException",
-  "RequestLimitExceeded",
-  "InternalServiceError",
-  "InternalFailure",
-  "ServiceUnavailable",
-  "ServiceUnavailableException",
-  "RequestTimeout",
-  "RequestTimeoutException",
-]);
 
 /** Translates an error thrown by `client.send` into a typed error that names the secret but holds no value. */
 export function translateSdkError(err: unknown, secretId: string): PinSecretError {
@@ -226,7 +202,7 @@ export function translateSdkError(err: unknown, secretId: string): PinSecretErro
         { cause: err },
       );
     }
-    if (ACCESS_DENIED.has(e.name)) {
+    if (ACCESS_DENIED_ERRORS.has(e.name)) {
       return new PinSecretAccessDeniedError(
         `Not allowed to read HSM PIN secret "${secretId}" (${detail}): the caller needs ` +
           "secretsmanager:GetSecretValue on it (and kms:Decrypt on its key if that is customer-managed)",
@@ -234,7 +210,7 @@ export function translateSdkError(err: unknown, secretId: string): PinSecretErro
         { cause: err },
       );
     }
-    if (UNAVAILABLE.has(e.name) || e.$fault === "server" || (status !== undefined && status >= 500)) {
+    if (UNAVAILABLE_ERRORS.has(e.name) || e.$fault === "server" || (status !== undefined && status >= 500)) {
       return new PinSecretUnavailableError(
         `Secrets Manager could not serve HSM PIN secret "${secretId}" now (${detail}); retry later`,
         context,

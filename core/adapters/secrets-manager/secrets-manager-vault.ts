@@ -16,6 +16,7 @@
  * The SDK's own retries (the client's `maxAttempts`) handle throttling and transient failures; what remains becomes a
  * typed error of core/vault/errors.ts that names the secret, never the value.
  */
+import { ACCESS_DENIED_ERRORS, UNAVAILABLE_ERRORS } from "./aws-error-names.js";
 import { randomUUID } from "node:crypto";
 import {
   CreateSecretCommand,
@@ -268,32 +269,6 @@ function isoDate(date: Date | undefined): string {
   return (date ?? new Date(0)).toISOString();
 }
 
-const ACCESS_DENIED = new Set([
-  "AccessDeniedException",
-  "AccessDenied",
-  "DecryptionFailure",
-  "EncryptionFailure",
-  "UnrecognizedClientException",
-  "InvalidClientTokenId",
-  "InvalidSignatureException",
-  "SignatureDoesNotMatch",
-  "IncompleteSignature",
-  "MissingAuthenticationToken",
-  "ExpiredTokenException",
-  "ExpiredToken",
-]);
-const UNAVAILABLE = new Set([
-  "ThrottlingException",
-  "Throttling",
-  "TooManyRequestsException",
-  "RequestLimitExceeded",
-  "InternalServiceError",
-  "InternalFailure",
-  "ServiceUnavailable",
-  "ServiceUnavailableException",
-  "RequestTimeout",
-  "RequestTimeoutException",
-]);
 /** The wording of the service when a client token names a version that holds another value. */
 const IDEMPOTENCY_MISMATCH = /ClientRequestToken|idempoten|existing version/i;
 
@@ -333,7 +308,7 @@ export function translateVaultError(err: unknown, context: VaultErrorContext): V
         cause: err,
       });
     }
-    if (ACCESS_DENIED.has(err.name)) {
+    if (ACCESS_DENIED_ERRORS.has(err.name)) {
       return new VaultAccessDeniedError(
         `Not allowed to use secret "${name}"${op} (${detail}): check the role's secretsmanager permissions, the ` +
           "secret's resource policy and the KMS key policy",
@@ -341,7 +316,11 @@ export function translateVaultError(err: unknown, context: VaultErrorContext): V
         { cause: err },
       );
     }
-    if (UNAVAILABLE.has(err.name) || err.$fault === "server" || (status !== undefined && status >= 500)) {
+    if (
+      UNAVAILABLE_ERRORS.has(err.name) ||
+      err.$fault === "server" ||
+      (status !== undefined && status >= 500)
+    ) {
       return new VaultUnavailableError(
         `Secrets Manager could not serve secret "${name}"${op} now (${detail})`,
         facts,
