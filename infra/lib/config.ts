@@ -9,11 +9,17 @@
  * The vault (recovery kits and factor secrets, DESIGN.md section 4 point 7) has its own place: `amk:vaultAccount` and
  * `amk:vaultRegion` (default: the service's `amk:account` / `amk:region`), and the roles that may use it:
  * `amk:vaultWriterRoleArns`, `amk:unlockRoleArns` (IAM role ARNs; a JSON array in cdk.json or a comma-separated list
- * with `-c`). `amk:vaultAccessRoleArn` is the vault stack's output handed back to the service side.
+ * with `-c`). `amk:vaultAccessRoleArn` and `amk:vaultKeyArn` are the vault stack's outputs handed back to the service
+ * side.
+ *
+ * The rotation schedule is off unless `amk:rotationSchedule` (an EventBridge Scheduler `cron(...)` / `rate(...)`
+ * expression, at most once a day) is set; it then starts the rotation workflow for each workspace id in
+ * `amk:rotationWorkspaces`.
  */
 import type { IConstruct } from "constructs";
 import { z } from "zod";
 import { AmkError } from "../../core/shared/errors.js";
+import { WorkspaceIdSchema } from "../../functions/shared/schemas.js";
 import { vaultAccessRoleName } from "./names.js";
 
 /** The context keys the app reads. Any other `amk:` key is a typo and is refused. */
@@ -33,6 +39,9 @@ export const CONTEXT_KEYS = {
   vaultWriterRoleArns: "amk:vaultWriterRoleArns",
   unlockRoleArns: "amk:unlockRoleArns",
   vaultAccessRoleArn: "amk:vaultAccessRoleArn",
+  vaultKeyArn: "amk:vaultKeyArn",
+  rotationSchedule: "amk:rotationSchedule",
+  rotationWorkspaces: "amk:rotationWorkspaces",
 } as const;
 
 type ConfigField = keyof typeof CONTEXT_KEYS;
@@ -77,6 +86,16 @@ export interface AmkConfig {
   readonly region?: string;
   /** The vault: its account and region, and the service roles that may use it. */
   readonly vault: VaultConfig;
+  /** The rotation schedule; absent: no schedule (rotations are started by hand). */
+  readonly rotationSchedule?: RotationScheduleConfig;
+}
+
+/** When the rotation workflow is started, and for which workspaces (one schedule per workspace). */
+export interface RotationScheduleConfig {
+  /** EventBridge Scheduler expression, `cron(...)` or `rate(...)`, in UTC; fires at most once a day. */
+  readonly expression: string;
+  /** Workspace ids, deduplicated, sorted; at least one. */
+  readonly workspaceIds: readonly string[];
 }
 
 /**
@@ -92,6 +111,8 @@ export interface VaultConfig {
   readonly unlockRoleArns: readonly string[];
   /** The deployed vault stack's `VaultAccessRoleArn` output, for the service side; absent: not wired yet. */
   readonly accessRoleArn?: string;
+  /** The deployed vault stack's `VaultKeyArn` output (`AMK_VAULT_KMS_KEY_ID` of the kit writers); absent: not set. */
+  readonly keyArn?: string;
 }
 
 /** Synth-time configuration error: every problem found, one line each, naming the context key. */
@@ -116,6 +137,9 @@ const SECRET_COMPLETE_ARN =
 /** An IAM role ARN: no wildcard, no assumed-role session, a path allowed. */
 const ROLE_ARN = /^arn:aws[a-z-]*:iam::(\d{12}):role\/(?:[\w+=,.@-]+\/)*([\w+=,.@-]{1,64})$/;
 const ROLE_ARN_EXAMPLE = "arn:aws:iam::123456789012:role/amk-prod-kit";
+/** A KMS key ARN (not an alias): a key id (UUID) or a multi-Region key id. */
+const KMS_KEY_ARN =
+  /^arn:aws[a-z-]*:kms:([a-z]{2}(?:-[a-z]+)+-\d):(\d{12}):key\/(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$/;
 const LAYER_VERSION_ARN =
   /^arn:aws[a-z-]*:lambda:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:layer:[A-Za-z0-9_-]{1,140}:\d+$/;
 
@@ -209,14 +233,86 @@ const schema = z.object({
   vaultAccessRoleArn: optionalText.pipe(
     z.string().regex(ROLE_ARN, `must be an IAM role ARN such as ${ROLE_ARN_EXAMPLE}`).optional(),
   ),
+  vaultKeyArn: optionalText.pipe(
+    z
+      .string()
+      .regex(
+        KMS_KEY_ARN,
+        "must be a KMS key ARN (the vault stack's VaultKeyArn output) such as " +
+          "arn:aws:kms:eu-west-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+      )
+      .optional(),
+  ),
+  rotationSchedule: optionalText,
 });
 
+/** Bound of the rotation schedule: every run creates a master key version and re-wraps every document. */
+export const ROTATION_SCHEDULE_MIN_INTERVAL_MINUTES = 24 * 60;
+const RATE = /^rate\((\d{1,6}) (minute|minutes|hour|hours|day|days)\)$/;
+const CRON = /^cron\(([^()]*)\)$/;
+const CRON_FIELD = /^[0-9A-Za-z*?,/#L-]+$/;
+const MINUTES_PER_UNIT: Record<string, number> = { minute: 1, hour: 60, day: 1440 };
+
 /**
- * A list of role ARNs from context: absent, a JSON array of strings (cdk.json), or a string (`-c key=a,b`) holding a
- * comma- or blank-separated list or a JSON array. Returns the ARNs (deduplicated, sorted) or the problems, one per
- * bad entry.
+ * Checks an EventBridge Scheduler expression for the rotation: `rate(<n> <unit>)` of at least a day, or a six-field
+ * `cron(...)` whose minute and hour are single numbers (so it fires at most once a day). Returns the problem, if any.
  */
-function parseRoleArnList(key: string, value: unknown): { arns: string[] } | { problems: string[] } {
+export function rotationScheduleProblem(expression: string): string | undefined {
+  const rate = RATE.exec(expression);
+  if (rate !== null) {
+    const n = Number(rate[1]);
+    const unit = rate[2]!;
+    if (n < 1) return "a rate must be at least 1";
+    if ((n === 1) !== !unit.endsWith("s")) {
+      return `the unit must be singular for 1 and plural otherwise (e.g. "rate(1 day)", "rate(30 days)")`;
+    }
+    if (n * MINUTES_PER_UNIT[unit.replace(/s$/, "")]! < ROTATION_SCHEDULE_MIN_INTERVAL_MINUTES) {
+      return "a rotation may be scheduled at most once a day (rate of at least 1 day)";
+    }
+    return undefined;
+  }
+  const cron = CRON.exec(expression);
+  if (cron !== null) {
+    const fields = cron[1]!.trim().split(/\s+/);
+    if (fields.length !== 6 || !fields.every((f) => CRON_FIELD.test(f))) {
+      return "a cron expression has six fields: cron(minutes hours day-of-month month day-of-week year)";
+    }
+    const [minutes, hours, dayOfMonth, , dayOfWeek] = fields as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
+    if (
+      !/^\d{1,2}$/.test(minutes) ||
+      Number(minutes) > 59 ||
+      !/^\d{1,2}$/.test(hours) ||
+      Number(hours) > 23
+    ) {
+      return (
+        "the minutes and hours of the cron expression must be single numbers (0-59, 0-23): a rotation may be " +
+        "scheduled at most once a day"
+      );
+    }
+    if ((dayOfMonth === "?") === (dayOfWeek === "?")) {
+      return "exactly one of day-of-month and day-of-week must be ? (e.g. cron(0 3 1 * ? *))";
+    }
+    return undefined;
+  }
+  return 'must be an EventBridge Scheduler expression: "rate(<n> days)" or "cron(<minutes> <hours> <day-of-month> <month> <day-of-week> <year>)"';
+}
+
+/**
+ * A list from context: absent, a JSON array of strings (cdk.json), or a string (`-c key=a,b`) holding a comma- or
+ * blank-separated list or a JSON array. Returns the items (deduplicated, sorted) or the problems, one per bad entry.
+ */
+function parseList(
+  key: string,
+  value: unknown,
+  what: { plural: string; isValid: (item: string) => boolean; hint: string },
+): { items: string[] } | { problems: string[] } {
   let items: unknown[];
   if (value === undefined || value === null) items = [];
   else if (Array.isArray(value)) items = value;
@@ -226,26 +322,36 @@ function parseRoleArnList(key: string, value: unknown): { arns: string[] } | { p
       if (!Array.isArray(parsed)) throw new Error("not an array");
       items = parsed;
     } catch {
-      return { problems: [`${key}: is not a valid JSON array of role ARNs`] };
+      return { problems: [`${key}: is not a valid JSON array of ${what.plural}`] };
     }
   } else if (typeof value === "string") items = value.split(/[\s,]+/).filter((v) => v !== "");
   else {
     return {
       problems: [
-        `${key}: must be a list of IAM role ARNs (a JSON array in cdk.json, or comma-separated with -c)`,
+        `${key}: must be a list of ${what.plural} (a JSON array in cdk.json, or comma-separated with -c)`,
       ],
     };
   }
   const problems: string[] = [];
-  const arns = new Set<string>();
+  const found = new Set<string>();
   for (const item of items) {
-    if (typeof item === "string" && ROLE_ARN.test(item)) arns.add(item);
+    if (typeof item === "string" && what.isValid(item)) found.add(item);
     else {
       const shown = typeof item === "string" ? `"${item.slice(0, 200)}"` : typeof item;
-      problems.push(`${key}: ${shown} is not an IAM role ARN (e.g. ${ROLE_ARN_EXAMPLE}; no wildcards)`);
+      problems.push(`${key}: ${shown} ${what.hint}`);
     }
   }
-  return problems.length > 0 ? { problems } : { arns: [...arns].sort() };
+  return problems.length > 0 ? { problems } : { items: [...found].sort() };
+}
+
+/** A list of role ARNs from context (see `parseList`). */
+function parseRoleArnList(key: string, value: unknown): { arns: string[] } | { problems: string[] } {
+  const list = parseList(key, value, {
+    plural: "IAM role ARNs",
+    isValid: (item) => ROLE_ARN.test(item),
+    hint: `is not an IAM role ARN (e.g. ${ROLE_ARN_EXAMPLE}; no wildcards)`,
+  });
+  return "problems" in list ? list : { arns: list.items };
 }
 
 function parsePinSecret(value: string | undefined, environment: string): PinSecretRef | string {
@@ -290,6 +396,9 @@ export function loadConfig(scope: IConstruct): AmkConfig {
     vaultWriterRoleArns: scope.node.tryGetContext(CONTEXT_KEYS.vaultWriterRoleArns),
     unlockRoleArns: scope.node.tryGetContext(CONTEXT_KEYS.unlockRoleArns),
     vaultAccessRoleArn: scope.node.tryGetContext(CONTEXT_KEYS.vaultAccessRoleArn),
+    vaultKeyArn: scope.node.tryGetContext(CONTEXT_KEYS.vaultKeyArn),
+    rotationSchedule: scope.node.tryGetContext(CONTEXT_KEYS.rotationSchedule),
+    rotationWorkspaces: scope.node.tryGetContext(CONTEXT_KEYS.rotationWorkspaces),
   };
   const problems: string[] = [];
 
@@ -327,6 +436,12 @@ export function loadConfig(scope: IConstruct): AmkConfig {
   const writers = parseRoleArnList(CONTEXT_KEYS.vaultWriterRoleArns, raw.vaultWriterRoleArns);
   const unlockers = parseRoleArnList(CONTEXT_KEYS.unlockRoleArns, raw.unlockRoleArns);
   for (const list of [writers, unlockers]) if ("problems" in list) problems.push(...list.problems);
+  const rotationWorkspaces = parseList(CONTEXT_KEYS.rotationWorkspaces, raw.rotationWorkspaces, {
+    plural: "workspace ids",
+    isValid: (item) => WorkspaceIdSchema.safeParse(item).success,
+    hint: "is not a workspace id (letters, digits, - and _, 1-64, starting with a letter or digit)",
+  });
+  if ("problems" in rotationWorkspaces) problems.push(...rotationWorkspaces.problems);
 
   let vaultAccount: string | undefined;
   let vaultRegion: string | undefined;
@@ -360,6 +475,44 @@ export function loadConfig(scope: IConstruct): AmkConfig {
         );
       }
     }
+    const keyArn = parsed.data.vaultKeyArn;
+    const k = keyArn === undefined ? null : KMS_KEY_ARN.exec(keyArn);
+    if (k !== null && (vaultRegion ?? k[1]) !== k[1]) {
+      problems.push(
+        `${CONTEXT_KEYS.vaultKeyArn}: the key is in region ${k[1]}, but the vault is in region ${vaultRegion} ` +
+          `(${CONTEXT_KEYS.vaultRegion}, default ${CONTEXT_KEYS.region})`,
+      );
+    }
+    if (k !== null && (vaultAccount ?? k[2]) !== k[2]) {
+      problems.push(
+        `${CONTEXT_KEYS.vaultKeyArn}: the key is in account ${k[2]}, but the vault is in account ${vaultAccount} ` +
+          `(${CONTEXT_KEYS.vaultAccount}, default ${CONTEXT_KEYS.account})`,
+      );
+    }
+  }
+
+  let rotationSchedule: RotationScheduleConfig | undefined;
+  if (parsed.success && "items" in rotationWorkspaces) {
+    const expression = parsed.data.rotationSchedule;
+    const workspaceIds = rotationWorkspaces.items;
+    if (expression === undefined) {
+      if (workspaceIds.length > 0) {
+        problems.push(
+          `${CONTEXT_KEYS.rotationWorkspaces}: is set but ${CONTEXT_KEYS.rotationSchedule} is not; set both to ` +
+            "schedule rotations, or neither",
+        );
+      }
+    } else {
+      const problem = rotationScheduleProblem(expression);
+      if (problem !== undefined) {
+        problems.push(`${CONTEXT_KEYS.rotationSchedule}: ${problem} (got "${expression.slice(0, 200)}")`);
+      } else if (workspaceIds.length === 0) {
+        problems.push(
+          `${CONTEXT_KEYS.rotationSchedule}: needs ${CONTEXT_KEYS.rotationWorkspaces}, the workspace ids to rotate ` +
+            "(a JSON array in cdk.json, or comma-separated with -c)",
+        );
+      } else rotationSchedule = { expression, workspaceIds };
+    }
   }
 
   if (
@@ -367,7 +520,8 @@ export function loadConfig(scope: IConstruct): AmkConfig {
     !parsed.success ||
     pinSecret === undefined ||
     "problems" in writers ||
-    "problems" in unlockers
+    "problems" in unlockers ||
+    "problems" in rotationWorkspaces
   ) {
     throw new InvalidInfraConfigError(problems);
   }
@@ -389,6 +543,8 @@ export function loadConfig(scope: IConstruct): AmkConfig {
       writerRoleArns: writers.arns,
       unlockRoleArns: unlockers.arns,
       ...(d.vaultAccessRoleArn === undefined ? {} : { accessRoleArn: d.vaultAccessRoleArn }),
+      ...(d.vaultKeyArn === undefined ? {} : { keyArn: d.vaultKeyArn }),
     },
+    ...(rotationSchedule === undefined ? {} : { rotationSchedule }),
   };
 }

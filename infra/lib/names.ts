@@ -38,3 +38,12 @@ export function lifecycleRuleArn(
 export function vaultAccessRoleName(config: Pick<AmkConfig, "environment">): string {
   return `amk-${config.environment}-vault-access`;
 }
+
+/**
+ * Physical name of the role of the rotation's `RotationComplete` function (the one that re-issues the recovery kit):
+ * fixed, so that its ARN is known before the stateless stack is deployed and can be listed in
+ * `amk:vaultWriterRoleArns`, which the vault stack's access role trusts.
+ */
+export function rotationCompleteRoleName(config: Pick<AmkConfig, "environment">): string {
+  return `amk-${config.environment}-rotation-complete`;
+}

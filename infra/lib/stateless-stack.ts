@@ -8,10 +8,22 @@
  *   pipeline and by document readers.
  * - `DocumentLifecycle`: target of the `DocumentLifecycleRule` EventBridge rule (asynchronous invocation); events it
  *   refuses land, with the reason, on the stateful stack's `LifecycleFailures` queue.
+ * - `RotationWorkflow`: the master-key rotation state machine (workflows/rotation-workflow.ts) and its six functions
+ *   (`RotationStart`, `RotationPlan`, `RotationRewrapShard`, `RotationCensus`, `RotationComplete`, `RotationFailure`,
+ *   all from functions/rotation/handlers.ts), each granted exactly the DynamoDB calls of its step; started by hand or,
+ *   with `amk:rotationSchedule`, by one EventBridge Scheduler schedule per workspace of `amk:rotationWorkspaces`.
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CfnOutput, Duration, RemovalPolicy, Stack, Validations, type StackProps } from "aws-cdk-lib";
+import {
+  CfnOutput,
+  Duration,
+  RemovalPolicy,
+  Stack,
+  Validations,
+  type CfnElement,
+  type StackProps,
+} from "aws-cdk-lib";
 import { EventBus, Rule } from "aws-cdk-lib/aws-events";
 import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
 import { PolicyStatement, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
@@ -19,12 +31,16 @@ import { Architecture, CfnFunction, LayerVersion, Runtime, type ILayerVersion } 
 import { SqsDestination } from "aws-cdk-lib/aws-lambda-destinations";
 import { NodejsFunction, OutputFormat, type NodejsFunctionProps } from "aws-cdk-lib/aws-lambda-nodejs";
 import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
+import { Schedule, ScheduleExpression, ScheduleGroup, ScheduleTargetInput } from "aws-cdk-lib/aws-scheduler";
+import { StepFunctionsStartExecution } from "aws-cdk-lib/aws-scheduler-targets";
 import { Secret, type ISecret } from "aws-cdk-lib/aws-secretsmanager";
 import { Queue, type IQueue } from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
+import { RotationWorkflow } from "../../workflows/rotation-workflow.js";
 import type { AmkConfig } from "./config.js";
-import { lifecycleRuleName } from "./names.js";
-import type { DeadLetterResources, EventStoreResources } from "./stateful-stack.js";
+import { lifecycleRuleName, rotationCompleteRoleName, vaultAccessRoleName } from "./names.js";
+import { EVENT_STORE_SCHEMA, type DeadLetterResources, type EventStoreResources } from "./stateful-stack.js";
+import { CALLER_TAG_KEY, CALLER_TAG_VALUES, flattenForNag } from "./vault-stack.js";
 
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -61,9 +77,9 @@ export const ESM_REQUIRE_BANNER =
  * - `appendToStream`: Query (head and projection), one TransactWriteItems whose items are all `Put`s (IAM has no
  *   TransactWriteItems action: each item is authorised as its own action, here `dynamodb:PutItem`), and after a
  *   cancelled transaction BatchGetItem (the event-id markers, to tell a replay from a conflict).
- * No `UpdateItem`, `ConditionCheckItem` or `DeleteItem` (the adapter sends none) and no index ARN: only the census
- * queries (`countDocumentsByKeyId`, `listDocumentsByKeyId`, `listKeyIdsInUse`) use the GSIs, and none of these
- * functions makes them.
+ * No `UpdateItem`, `ConditionCheckItem` or `DeleteItem` (the adapter sends none). Only the census queries use the
+ * GSIs, with `Query` on the index ARN: `census-1` (`countDocumentsByKeyId`, `listDocumentsByKeyId`,
+ * `listDocumentsByKeyIdInShard`) and `census-2` (`listKeyIdsInUse`); of the functions, only rotation steps make them.
  */
 export const EVENT_STORE_READ_ACTIONS = ["dynamodb:GetItem", "dynamodb:Query"];
 export const EVENT_STORE_APPEND_ACTIONS = [
@@ -72,6 +88,7 @@ export const EVENT_STORE_APPEND_ACTIONS = [
   "dynamodb:BatchGetItem",
   "dynamodb:PutItem",
 ];
+export const EVENT_STORE_INDEX_ACTIONS = ["dynamodb:Query"];
 /** KMS actions on the table's customer-managed key that DynamoDB needs from a caller that reads / writes the table. */
 export const EVENT_STORE_KEY_READ_ACTIONS = ["kms:Decrypt"];
 export const EVENT_STORE_KEY_WRITE_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"];
@@ -91,6 +108,42 @@ export const LIFECYCLE_ASYNC_MAX_EVENT_AGE = Duration.hours(6);
 export const LIFECYCLE_RULE_RETRY_ATTEMPTS = 8;
 export const LIFECYCLE_RULE_MAX_EVENT_AGE = Duration.hours(2);
 
+/** The census indexes by name (the event-store adapter's `CENSUS_BY_KEY_ID_INDEX` and `KEY_IDS_IN_USE_INDEX`). */
+const [CENSUS_BY_KEY_ID, KEY_IDS_IN_USE] = EVENT_STORE_SCHEMA.censusIndexes.map((i) => i.indexName) as [
+  string,
+  string,
+];
+
+/**
+ * What each rotation step does against the event store (core/rotation/rotation-service.ts through
+ * DynamoDbEventStore), hence its grants: `append` = it appends events (PutItem, BatchGetItem on top of the reads);
+ * `indexes` = the census indexes it queries.
+ * - start: reads the workspace stream, appends MasterKeyCreated/StateChanged/RotationStarted; creates the key (HSM).
+ * - plan: reads the workspace; counts documents per old version (census-1).
+ * - rewrapShard: reads the workspace; lists the shard's documents (census-1); reads and appends each document's
+ *   stream; re-wraps in the HSM.
+ * - census: reads the workspace; counts (census-1), lists the key ids in use (census-2), samples documents on the new
+ *   version (census-1) and reads their streams.
+ * - complete: the census (census-1, census-2); re-issues the kit (HSM export, vault put, KitIssued appended);
+ *   appends the retirements and RotationCompleted.
+ * - failure: reads the workspace, appends RotationFailed.
+ */
+export const ROTATION_STEP_ACCESS = {
+  start: { append: true, indexes: [] },
+  plan: { append: false, indexes: [CENSUS_BY_KEY_ID] },
+  rewrapShard: { append: true, indexes: [CENSUS_BY_KEY_ID] },
+  census: { append: false, indexes: [CENSUS_BY_KEY_ID, KEY_IDS_IN_USE] },
+  complete: { append: true, indexes: [CENSUS_BY_KEY_ID, KEY_IDS_IN_USE] },
+  failure: { append: true, indexes: [] },
+} as const satisfies Record<string, { append: boolean; indexes: readonly string[] }>;
+
+/** The rotation's shard tasks: 15 min (the Lambda maximum), of which 14 min are spent re-wrapping. */
+export const REWRAP_SHARD_TIMEOUT = Duration.minutes(15);
+export const REWRAP_BUDGET_MS = 840_000;
+/** Delivery of a scheduled rotation start: 8 attempts within at most 2 h (then the start is dropped; see docs). */
+export const ROTATION_SCHEDULE_RETRY_ATTEMPTS = 8;
+export const ROTATION_SCHEDULE_MAX_EVENT_AGE = Duration.hours(2);
+
 export interface StatelessStackProps extends StackProps {
   readonly config: AmkConfig;
   /** The event store's table and key from the stateful stack. */
@@ -102,8 +155,15 @@ export interface StatelessStackProps extends StackProps {
 interface HsmFunctionProps {
   /** Construct id of the function; its role and log group are `<id>Role` and `<id>Logs`. */
   readonly id: string;
-  /** Directory under functions/ holding `handler.ts`; also the suffix of `POWERTOOLS_SERVICE_NAME`. */
+  /**
+   * Directory under functions/ holding `handler.ts` (unless `entry` says otherwise); also the suffix of
+   * `POWERTOOLS_SERVICE_NAME`.
+   */
   readonly name: string;
+  /** Entry file relative to functions/ and the name of its exported handler; default `<name>/handler.ts`, `handler`. */
+  readonly entry?: { readonly file: string; readonly handler: string };
+  /** Physical name of the role; default: generated by CloudFormation. */
+  readonly roleName?: string;
   readonly description: string;
   readonly memorySize: number;
   readonly timeout: Duration;
@@ -124,6 +184,18 @@ export class StatelessStack extends Stack {
   readonly documentLifecycle: NodejsFunction;
   readonly documentLifecycleRule: Rule;
   readonly pinSecret: ISecret;
+  /** The rotation state machine (`RotationWorkflow/StateMachine`) and its six functions. */
+  readonly rotationWorkflow: RotationWorkflow;
+  readonly rotationFunctions: {
+    readonly start: NodejsFunction;
+    readonly plan: NodejsFunction;
+    readonly rewrapShard: NodejsFunction;
+    readonly census: NodejsFunction;
+    readonly complete: NodejsFunction;
+    readonly failure: NodejsFunction;
+  };
+  /** The scheduled starts, one per workspace of `amk:rotationWorkspaces`; empty without `amk:rotationSchedule`. */
+  readonly rotationSchedules: Schedule[];
 
   private readonly config: AmkConfig;
   private readonly pinSecretPolicyArn: string;
@@ -271,6 +343,11 @@ export class StatelessStack extends Stack {
       }),
     );
 
+    const rotation = this.createRotation();
+    this.rotationWorkflow = rotation.workflow;
+    this.rotationFunctions = rotation.functions;
+    this.rotationSchedules = rotation.schedules;
+
     for (const [fn, label] of [
       [this.generateDataKeys, "GenerateDataKeys"],
       [this.decryptDataKeys, "DecryptDataKeys"],
@@ -291,6 +368,210 @@ export class StatelessStack extends Stack {
   }
 
   /**
+   * The rotation workflow: six functions (one per Task), each with the grants of its step only; the state machine
+   * (its role: lambda:InvokeFunction on the six, X-Ray, log delivery) logging errors without execution data to its
+   * own log group; and, when configured, one schedule per workspace.
+   */
+  private createRotation(): {
+    workflow: RotationWorkflow;
+    functions: StatelessStack["rotationFunctions"];
+    schedules: Schedule[];
+  } {
+    const { config } = this;
+    const { table, key: tableKey } = this.eventStore;
+    // The handlers build the vault client in every step (functions/shared/vault.ts needs its region to start); only
+    // RotationComplete calls it. Default: the service's region, as for the vault stack.
+    const vaultRegion = config.vault.region ?? this.region;
+    const environment: Record<string, string> = {
+      AMK_EVENT_TABLE: table.tableName,
+      AMK_VAULT_REGION: vaultRegion,
+    };
+
+    const eventStoreStatements = (access: { append: boolean; indexes: readonly string[] }) => [
+      new PolicyStatement({
+        sid: access.append ? "AppendToEventStore" : "ReadEventStore",
+        actions: access.append ? EVENT_STORE_APPEND_ACTIONS : EVENT_STORE_READ_ACTIONS,
+        resources: [table.tableArn],
+      }),
+      ...(access.indexes.length === 0
+        ? []
+        : [
+            new PolicyStatement({
+              sid: "QueryCensusIndexes",
+              actions: EVENT_STORE_INDEX_ACTIONS,
+              resources: access.indexes.map((index) => `${table.tableArn}/index/${index}`),
+            }),
+          ]),
+      new PolicyStatement({
+        sid: "UseEventStoreKey",
+        actions: access.append ? EVENT_STORE_KEY_WRITE_ACTIONS : EVENT_STORE_KEY_READ_ACTIONS,
+        resources: [tableKey.keyArn],
+      }),
+    ];
+
+    // The vault stack's design (infra/lib/vault-stack.ts): every vault call goes through its access role, assumed
+    // with the session tag amk:vault-caller=writer; the vault key is usable by that role only, so this role gets no
+    // Secrets Manager or KMS right of its own. NOTE: the handlers do not assume the role yet (functions/shared/vault.ts
+    // uses the function's own credentials), so the kit re-issue is refused until they do (docs/infrastructure.md).
+    const vaultAccessRoleArn =
+      config.vault.accessRoleArn ??
+      this.formatArn({
+        service: "iam",
+        region: "",
+        account: config.vault.account ?? this.account,
+        resource: "role",
+        resourceName: vaultAccessRoleName(config),
+      });
+    const vaultWriterStatements = [
+      new PolicyStatement({
+        sid: "AssumeVaultAccessRole",
+        actions: ["sts:AssumeRole"],
+        resources: [vaultAccessRoleArn],
+      }),
+      new PolicyStatement({
+        sid: "TagVaultSessionAsWriter",
+        actions: ["sts:TagSession"],
+        resources: [vaultAccessRoleArn],
+        conditions: {
+          StringEquals: { [`aws:RequestTag/${CALLER_TAG_KEY}`]: CALLER_TAG_VALUES.writer },
+          "ForAllValues:StringEquals": { "aws:TagKeys": [CALLER_TAG_KEY] },
+        },
+      }),
+    ];
+
+    const step = (
+      id: string,
+      name: string,
+      handler: string,
+      access: { append: boolean; indexes: readonly string[] },
+      p: Pick<HsmFunctionProps, "description" | "memorySize" | "timeout"> &
+        Partial<Pick<HsmFunctionProps, "environment" | "statements" | "roleName">>,
+    ) =>
+      this.hsmFunction({
+        id,
+        name,
+        entry: { file: "rotation/handlers.ts", handler },
+        ...p,
+        environment: { ...environment, ...p.environment },
+        statements: [...eventStoreStatements(access), ...(p.statements ?? [])],
+      });
+
+    const A = ROTATION_STEP_ACCESS;
+    const functions = {
+      start: step("RotationStart", "rotation-start", "startHandler", A.start, {
+        description: "Rotation: creates the new master key version and makes it active (StartRotation)",
+        memorySize: 512,
+        timeout: Duration.seconds(60),
+      }),
+      plan: step("RotationPlan", "rotation-plan", "planHandler", A.plan, {
+        description:
+          "Rotation: plans the re-wrap from the census index, one item per old version and shard (PlanRewrap)",
+        memorySize: 512,
+        timeout: Duration.seconds(60),
+      }),
+      rewrapShard: step("RotationRewrapShard", "rotation-rewrap-shard", "rewrapShardHandler", A.rewrapShard, {
+        description:
+          "Rotation: re-wraps one census shard's documents to the new version in the HSM (RewrapShard)",
+        memorySize: 1024,
+        timeout: REWRAP_SHARD_TIMEOUT,
+        environment: { AMK_REWRAP_BUDGET_MS: String(REWRAP_BUDGET_MS) },
+      }),
+      census: step("RotationCensus", "rotation-census", "censusHandler", A.census, {
+        description: "Rotation: counts the documents left on old versions and cross-checks a sample (Census)",
+        memorySize: 512,
+        timeout: Duration.seconds(60),
+      }),
+      complete: step("RotationComplete", "rotation-complete", "completeHandler", A.complete, {
+        description:
+          "Rotation: with a census of zero, re-issues the recovery kit and retires the old versions",
+        memorySize: 512,
+        timeout: Duration.seconds(120),
+        roleName: rotationCompleteRoleName(config),
+        environment: config.vault.keyArn === undefined ? {} : { AMK_VAULT_KMS_KEY_ID: config.vault.keyArn },
+        statements: vaultWriterStatements,
+      }),
+      failure: step("RotationFailure", "rotation-failure", "failureHandler", A.failure, {
+        description:
+          "Rotation: records RotationFailed in the workspace stream and raises the alert (RecordFailure)",
+        memorySize: 512,
+        timeout: Duration.seconds(60),
+      }),
+    };
+
+    const logGroup = new LogGroup(this, "RotationWorkflowLogs", {
+      retention: RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    const workflow = new RotationWorkflow(this, "RotationWorkflow", { functions, logGroup });
+    const stateMachine = workflow.stateMachine;
+
+    Validations.of(stateMachine.node.defaultChild as CfnElement).acknowledge({
+      id: "AwsSolutions-SF1",
+      reason:
+        "Logs at level ERROR without execution data, on purpose: every failed state and execution is logged, and " +
+        "the step-by-step history (90 days) is in Step Functions itself; level ALL would add a log event per state " +
+        "transition of every shard loop without telling more.",
+    });
+    // The role CDK gives the state machine: lambda:InvokeFunction on the six functions (and their versions, the
+    // ":*" ARNs CDK adds), X-Ray, and the log-delivery actions, which IAM only grants on "*".
+    const policy = stateMachine.role.node.tryFindChild("DefaultPolicy");
+    const cfnPolicy = policy?.node.defaultChild as CfnElement | undefined;
+    if (cfnPolicy === undefined) throw new Error("the rotation state machine's role has no default policy");
+    Validations.of(cfnPolicy).acknowledge({
+      id: "AwsSolutions-IAM5[Resource::*]",
+      reason:
+        "X-Ray (xray:PutTraceSegments, PutTelemetryRecords, GetSamplingRules, GetSamplingTargets) and the vended " +
+        "log delivery (logs:CreateLogDelivery, ...) of the state machine: these actions have no resource-level " +
+        'permissions, IAM only accepts "*" for them.',
+    });
+    for (const [label, fn] of Object.entries(functions)) {
+      const arn = flattenForNag(this.resolve(fn.functionArn));
+      Validations.of(cfnPolicy).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${arn}:*]`,
+        reason:
+          `lambda:InvokeFunction on the versions and aliases of the ${label} function (its ARN followed by ":*"), ` +
+          "as CDK's LambdaInvoke task grants it; no other function is reachable.",
+      });
+    }
+
+    const schedules: Schedule[] = [];
+    const scheduleConfig = config.rotationSchedule;
+    if (scheduleConfig !== undefined) {
+      // A group of their own: the scheduler role's trust policy is limited to schedules of this group.
+      const group = new ScheduleGroup(this, "RotationSchedules", {
+        scheduleGroupName: `amk-${config.environment}-rotation`,
+        // Stateless: deleted with the stack (and its schedules with it), so that a redeploy can create it again.
+        removalPolicy: RemovalPolicy.DESTROY,
+      });
+      for (const workspaceId of scheduleConfig.workspaceIds) {
+        schedules.push(
+          new Schedule(this, `RotationSchedule-${workspaceId}`, {
+            description: `ArquivoMate Keys (${config.environment}): rotates workspace ${workspaceId}`,
+            schedule: ScheduleExpression.expression(scheduleConfig.expression),
+            scheduleGroup: group,
+            target: new StepFunctionsStartExecution(stateMachine, {
+              input: ScheduleTargetInput.fromObject({ workspaceId }),
+              retryAttempts: ROTATION_SCHEDULE_RETRY_ATTEMPTS,
+              maxEventAge: ROTATION_SCHEDULE_MAX_EVENT_AGE,
+            }),
+          }),
+        );
+      }
+    }
+
+    new CfnOutput(this, "RotationStateMachineArn", {
+      description: 'Rotation workflow: start an execution with input {"workspaceId": "<id>"}',
+      value: stateMachine.stateMachineArn,
+    });
+    new CfnOutput(this, "RotationCompleteRoleArn", {
+      description:
+        "Role of the kit re-issuing rotation step: list it in amk:vaultWriterRoleArns so the vault access role trusts it",
+      value: functions.complete.role!.roleArn,
+    });
+    return { workflow, functions, schedules };
+  }
+
+  /**
    * A function that opens the HSM, in the shape every such function shares: the ESM bundle, nodejs22.x on x86_64,
    * the PKCS#11 layer when configured, its own log group, and its own role without managed policies (its own logs,
    * the PIN secret, and the given statements; nothing else).
@@ -304,6 +585,7 @@ export class StatelessStack extends Stack {
     });
 
     const role = new Role(this, `${p.id}Role`, {
+      ...(p.roleName === undefined ? {} : { roleName: p.roleName }),
       assumedBy: new ServicePrincipal("lambda.amazonaws.com"),
       description: `ArquivoMate Keys (${config.environment}): ${p.name} function`,
     });
@@ -326,8 +608,8 @@ export class StatelessStack extends Stack {
 
     const fn = new NodejsFunction(this, p.id, {
       description: p.description,
-      entry: join(REPO_ROOT, "functions", p.name, "handler.ts"),
-      handler: "handler",
+      entry: join(REPO_ROOT, "functions", p.entry?.file ?? join(p.name, "handler.ts")),
+      handler: p.entry?.handler ?? "handler",
       projectRoot: REPO_ROOT,
       depsLockFilePath: join(REPO_ROOT, "package-lock.json"),
       runtime: FUNCTION_RUNTIME,

@@ -3,7 +3,9 @@
  *
  * The app is synthesised once for the default shape (with real esbuild bundling, as `cdk synth` does) and once for a
  * fully configured production-like shape (layer, secret by complete ARN, account/region; bundling skipped). A third,
- * deliberately non-compliant app proves that cdk-nag really runs and fails the synth.
+ * deliberately non-compliant app proves that cdk-nag really runs and fails the synth. The rotation workflow's own
+ * resources (state machine, its grants per step, the schedule) are tested in rotation-workflow.infra.test.ts; here
+ * its six functions are checked with the others for what every function shares.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
@@ -24,6 +26,38 @@ const CDK_JSON_CONTEXT = (
   JSON.parse(readFileSync(join(ROOT, "cdk.json"), "utf8")) as { context: Record<string, unknown> }
 ).context;
 const NO_BUNDLING = { "aws:cdk:bundling-stacks": [] };
+
+/** Every function by the suffix of its POWERTOOLS_SERVICE_NAME. */
+const NAMES = [
+  "hsm-health",
+  "generate-data-keys",
+  "decrypt-data-keys",
+  "document-lifecycle",
+  "rotation-start",
+  "rotation-plan",
+  "rotation-rewrap-shard",
+  "rotation-census",
+  "rotation-complete",
+  "rotation-failure",
+] as const;
+/** The construct ids of the rotation functions (the state machine's Task -> function mapping). */
+const ROTATION_IDS = [
+  "RotationStart",
+  "RotationPlan",
+  "RotationRewrapShard",
+  "RotationCensus",
+  "RotationComplete",
+  "RotationFailure",
+];
+/** The exported handler of the functions whose entry is not `<name>/handler.ts` (`handler`). */
+const HANDLERS: Record<string, string> = {
+  "rotation-start": "startHandler",
+  "rotation-plan": "planHandler",
+  "rotation-rewrap-shard": "rewrapShardHandler",
+  "rotation-census": "censusHandler",
+  "rotation-complete": "completeHandler",
+  "rotation-failure": "failureHandler",
+};
 
 const outdirs: string[] = [];
 function synthApp(context: Record<string, unknown>): { amk: AmkApp; outdir: string } {
@@ -147,7 +181,7 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
     }
   });
 
-  it("acknowledges only AwsSolutions-L1 on the functions and AwsSolutions-SQS3 on the DLQs, with reasons", () => {
+  it("acknowledges only L1 on the functions, SQS3 on the DLQs, SF1 and IAM5 on the rotation state machine", () => {
     const acknowledged: [string, string, string][] = [];
     for (const c of amk.app.node.findAll()) {
       // The vault stack's acknowledgements are checked in vault-stack.infra.test.ts.
@@ -158,17 +192,33 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
           acknowledged.push([c.node.path, id, reason]);
       }
     }
-    assert.deepEqual(acknowledged.map(([path, id]) => [path, id]).sort(), [
-      ["amk-test-stateful/LifecycleFailures/Resource", "Annotation::AwsSolutions-SQS3"],
-      ["amk-test-stateful/LifecycleUndelivered/Resource", "Annotation::AwsSolutions-SQS3"],
-      ["amk-test-stateless/DecryptDataKeys/Resource", "Annotation::AwsSolutions-L1"],
-      ["amk-test-stateless/DocumentLifecycle/Resource", "Annotation::AwsSolutions-L1"],
-      ["amk-test-stateless/GenerateDataKeys/Resource", "Annotation::AwsSolutions-L1"],
-      ["amk-test-stateless/HsmHealth/Resource", "Annotation::AwsSolutions-L1"],
+    const stateMachinePolicy = "amk-test-stateless/RotationWorkflow/StateMachine/Role/DefaultPolicy/Resource";
+    // lambda:InvokeFunction on "<function ARN>:*" (versions and aliases), one acknowledgement per function.
+    const invokeVersions = Object.values(amk.stateless.rotationFunctions).map((fn) => [
+      stateMachinePolicy,
+      `Annotation::AwsSolutions-IAM5[Resource::<${logicalIdIn(amk.stateless, fn)}.Arn>:*]`,
     ]);
+    assert.deepEqual(
+      acknowledged.map(([path, id]) => [path, id]).sort(),
+      [
+        ["amk-test-stateful/LifecycleFailures/Resource", "Annotation::AwsSolutions-SQS3"],
+        ["amk-test-stateful/LifecycleUndelivered/Resource", "Annotation::AwsSolutions-SQS3"],
+        ["amk-test-stateless/DecryptDataKeys/Resource", "Annotation::AwsSolutions-L1"],
+        ["amk-test-stateless/DocumentLifecycle/Resource", "Annotation::AwsSolutions-L1"],
+        ["amk-test-stateless/GenerateDataKeys/Resource", "Annotation::AwsSolutions-L1"],
+        ["amk-test-stateless/HsmHealth/Resource", "Annotation::AwsSolutions-L1"],
+        ...ROTATION_IDS.map((id) => [`amk-test-stateless/${id}/Resource`, "Annotation::AwsSolutions-L1"]),
+        ["amk-test-stateless/RotationWorkflow/StateMachine/Resource", "Annotation::AwsSolutions-SF1"],
+        [stateMachinePolicy, "Annotation::AwsSolutions-IAM5[Resource::*]"],
+        ...invokeVersions,
+      ].sort(),
+    );
     for (const [, id, reason] of acknowledged) {
       if (id.endsWith("L1")) assert.match(reason, /pkcs11js.*Node 22 ABI/);
-      else assert.match(reason, /itself a dead-letter queue/);
+      else if (id.endsWith("SQS3")) assert.match(reason, /itself a dead-letter queue/);
+      else if (id.endsWith("SF1")) assert.match(reason, /ERROR without execution data/);
+      else if (id.endsWith("[Resource::*]")) assert.match(reason, /X-Ray.*log delivery.*no resource-level/s);
+      else assert.match(reason, /lambda:InvokeFunction on the versions and aliases of the \w+ function/);
     }
     // The reasons travel in the templates, on the resources they are about and nothing else.
     const withMetadata = (t: Template) =>
@@ -177,7 +227,11 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
       )
         .filter((r) => r.Metadata?.cdk_nag !== undefined)
         .map((r) => r.Type);
-    assert.deepEqual(withMetadata(stateless), Array(4).fill("AWS::Lambda::Function"));
+    assert.deepEqual(withMetadata(stateless).sort(), [
+      "AWS::IAM::Policy", // the rotation state machine's role
+      ...Array<string>(10).fill("AWS::Lambda::Function"),
+      "AWS::StepFunctions::StateMachine",
+    ]);
     assert.deepEqual(withMetadata(stateful), Array(2).fill("AWS::SQS::Queue"));
     stateless.hasResource("AWS::Lambda::Function", {
       Metadata: {
@@ -386,18 +440,16 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
   });
 
   describe("stateless stack: every function", () => {
-    const NAMES = ["hsm-health", "generate-data-keys", "decrypt-data-keys", "document-lifecycle"];
-
-    it("has four nodejs22.x x86_64 functions, each logging to its own group with retention, no layer", () => {
-      stateless.resourceCountIs("AWS::Lambda::Function", 4);
-      stateless.resourceCountIs("AWS::Logs::LogGroup", 4);
+    it("has ten nodejs22.x x86_64 functions, each logging to its own group with retention, no layer", () => {
+      stateless.resourceCountIs("AWS::Lambda::Function", 10);
+      stateless.resourceCountIs("AWS::Logs::LogGroup", 11); // and the rotation state machine's
       const logGroups = new Set<string>();
       for (const name of NAMES) {
         const { fn } = functionOf(stateless, name);
         const p = fn.Properties as unknown as Record<string, unknown>;
         assert.equal(p.Runtime, "nodejs22.x", name);
         assert.deepEqual(p.Architectures, ["x86_64"], name);
-        assert.equal(p.Handler, "index.handler", name);
+        assert.equal(p.Handler, `index.${HANDLERS[name] ?? "handler"}`, name);
         assert.equal(p.Layers, undefined, name);
         const logGroup = (p.LoggingConfig as { LogGroup: { Ref: string } }).LogGroup.Ref;
         logGroups.add(logGroup);
@@ -408,10 +460,10 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         assert.equal(group.Properties.RetentionInDays, 90, `${name}: 3 months retention`);
         assert.equal(group.DeletionPolicy, "Retain", `${name}: log group retained`);
       }
-      assert.equal(logGroups.size, 4, "one log group per function");
+      assert.equal(logGroups.size, 10, "one log group per function");
     });
 
-    it("sizes them: hsm-health 256 MB/10 s, data keys 512 MB/10 s, lifecycle 512 MB/30 s", () => {
+    it("sizes them: hsm-health 256 MB/10 s, data keys 512 MB/10 s, lifecycle 512 MB/30 s, rotation steps", () => {
       const sizes = Object.fromEntries(
         NAMES.map((name) => {
           const p = functionOf(stateless, name).fn.Properties as unknown as Record<string, number>;
@@ -423,22 +475,31 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         "generate-data-keys": [512, 10],
         "decrypt-data-keys": [512, 10],
         "document-lifecycle": [512, 30],
+        "rotation-start": [512, 60],
+        "rotation-plan": [512, 60],
+        "rotation-rewrap-shard": [1024, 900],
+        "rotation-census": [512, 60],
+        "rotation-complete": [512, 120],
+        "rotation-failure": [512, 60],
       });
     });
 
-    it("gives each the PKCS#11 settings and the PIN secret's id, never a PIN; the table name to the data-key ones", () => {
-      const expected = (name: string, table: boolean) => ({
+    it("gives each the PKCS#11 settings and the PIN secret's id, never a PIN; the table name to the event-store ones", () => {
+      const expected = (name: string) => ({
         AMK_PKCS11_LIBRARY: "/opt/cloudhsm/lib/libcloudhsm_pkcs11.so",
         AMK_PKCS11_TOKEN_LABEL: "hsm1",
         AMK_PKCS11_PIN_SECRET_ID: PIN_SECRET_NAME,
-        ...(table ? { AMK_EVENT_TABLE: { Ref: tableId() } } : {}),
+        ...(name === "hsm-health" ? {} : { AMK_EVENT_TABLE: { Ref: tableId() } }),
+        // The rotation handlers build the vault client in every step; the vault defaults to the service's region.
+        ...(name.startsWith("rotation-") ? { AMK_VAULT_REGION: { Ref: "AWS::Region" } } : {}),
+        ...(name === "rotation-rewrap-shard" ? { AMK_REWRAP_BUDGET_MS: "840000" } : {}),
         POWERTOOLS_SERVICE_NAME: `arquivomate-keys-${name}`,
         NODE_OPTIONS: "--enable-source-maps",
       });
       for (const name of NAMES) {
         const vars = functionOf(stateless, name).fn.Properties.Environment.Variables;
         const resolved = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, resolve(v)]));
-        assert.deepEqual(resolved, expected(name, name !== "hsm-health"), name);
+        assert.deepEqual(resolved, expected(name), name);
         for (const key of Object.keys(vars)) {
           assert.doesNotMatch(key, /PIN$|PASSWORD|PASSPHRASE/, `${name}: ${key} must not carry a secret`);
         }
@@ -446,9 +507,9 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
     });
 
     it("gives each its own role: no managed policy, logs on its own group, GetSecretValue on exactly the PIN secret", () => {
-      stateless.resourceCountIs("AWS::IAM::Role", 4);
+      stateless.resourceCountIs("AWS::IAM::Role", 11); // and the rotation state machine's
       const roles = new Set(NAMES.map((n) => functionOf(stateless, n).fn.Properties.Role["Fn::GetAtt"][0]));
-      assert.equal(roles.size, 4, "one role per function");
+      assert.equal(roles.size, 10, "one role per function");
       for (const roleId of roles) {
         const role = stateless.toJSON().Resources[roleId] as { Properties: Record<string, unknown> };
         assert.deepEqual(role.Properties.AssumeRolePolicyDocument, {
@@ -507,8 +568,9 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
       }
     });
 
-    it("grants no wildcard action or resource anywhere", () => {
-      for (const st of statementsOf(stateless)) {
+    it("grants no function a wildcard action or resource", () => {
+      // The rotation state machine's role (X-Ray, log delivery: "*" only) is checked in rotation-workflow.infra.test.ts.
+      for (const st of NAMES.flatMap((name) => roleStatementsOf(stateless, name))) {
         assert.equal(st.Effect, "Allow");
         assert.notEqual(st.Resource, "*", `no statement on Resource "*": ${JSON.stringify(st)}`);
         assert.ok(
@@ -524,7 +586,17 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
 
     it("bundles each as ESM with the createRequire banner and leaves pkcs11js and the AWS SDK external", () => {
       const assetDirs = readdirSync(outdir).filter((d) => d.startsWith("asset."));
-      assert.equal(assetDirs.length, 4, "one bundled asset per function");
+      // One bundle per entry file: the six rotation functions share functions/rotation/handlers.ts's (their
+      // `Handler` names the export).
+      assert.equal(assetDirs.length, 5, "one bundled asset per entry file");
+      const codeKeys = (names: readonly string[]) =>
+        new Set(
+          names.map((n) =>
+            JSON.stringify((functionOf(stateless, n).fn.Properties as unknown as { Code: unknown }).Code),
+          ),
+        );
+      assert.equal(codeKeys(NAMES.filter((n) => n.startsWith("rotation-"))).size, 1);
+      assert.equal(codeKeys(NAMES).size, 5);
       for (const assetDir of assetDirs) {
         const bundle = readFileSync(join(outdir, assetDir, "index.mjs"), "utf8");
         assert.ok(
@@ -581,9 +653,15 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
       ]);
     });
 
-    it("touches no index: no statement names a table index or the table's streams", () => {
+    it("names an index only for the rotation steps that read the census; never the table's streams", () => {
+      for (const name of NAMES) {
+        const text = JSON.stringify(roleStatementsOf(stateless, name));
+        if (["rotation-plan", "rotation-rewrap-shard", "rotation-census", "rotation-complete"].includes(name))
+          assert.match(text, /\/index\/census-1/, name);
+        else assert.doesNotMatch(text, /\/index\//, name);
+      }
       const text = JSON.stringify(stateless.toJSON());
-      assert.doesNotMatch(text, /\/index\/|\/stream\//);
+      assert.doesNotMatch(text, /\/stream\//);
       assert.doesNotMatch(text, /dynamodb:(UpdateItem|DeleteItem|ConditionCheckItem|Scan|BatchWriteItem)/);
     });
 
@@ -721,7 +799,7 @@ describe("fully configured (layer, secret by complete ARN, custom bus and source
 
   it("adds the PKCS#11 layer to every function and passes the configured settings", () => {
     const fns = Object.values(stateless.findResources("AWS::Lambda::Function")) as FunctionResource[];
-    assert.equal(fns.length, 4);
+    assert.equal(fns.length, 10);
     for (const fn of fns) {
       assert.deepEqual(fn.Properties.Layers, [LAYER_ARN]);
       const vars = fn.Properties.Environment.Variables;
@@ -746,7 +824,7 @@ describe("fully configured (layer, secret by complete ARN, custom bus and source
     );
     assert.deepEqual(
       secretStatements.map((s) => [actionsOf(s), s.Resource]),
-      Array(4).fill([["secretsmanager:GetSecretValue"], SECRET_ARN]),
+      Array(10).fill([["secretsmanager:GetSecretValue"], SECRET_ARN]),
     );
   });
 
