@@ -1,5 +1,5 @@
 /**
- * The rotation workflow as Step Functions would run it: the ASL that CDK synthesises from `RotationWorkflow`,
+ * The rotation workflow as Step Functions would run it: the ASL that the CDK app synthesises (the stateless stack),
  * executed by aws-local-stepfunctions with every Task bound to the real handler of functions/rotation, on SoftHSM2,
  * DynamoDB Local and the file vault. Checks the end state (census zero, every DEK unchanged, kit re-issued, old
  * version retired), a failing step's path (RecordFailure, alert, the workspace keeps its keys), a resumed execution,
@@ -7,15 +7,12 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { App, Stack } from "aws-cdk-lib";
-import * as lambda from "aws-cdk-lib/aws-lambda";
-import { NodejsFunction } from "aws-cdk-lib/aws-lambda-nodejs";
-import { RotationWorkflow } from "../../workflows/rotation-workflow.js";
+import { createApp } from "../../infra/bin/app.js";
 import { aslFromTemplate, leakedSecrets, runLocal } from "../../workflows/local-runner.js";
 import { keyStoreFromEnv } from "../../functions/shared/key-store.js";
 import { eventStoreFromEnv } from "../../functions/shared/event-store.js";
@@ -36,30 +33,15 @@ import { useTestDynamoDb, type TestDynamoDb } from "../support/dynamodb.js";
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const ALL = ["file", "metadata", "thumb", "preview", "archive"];
 
-/** The rotation state machine synthesised from the construct the stateless stack uses (no bundling). */
+/** The deployed app's stateless stack, synthesised offline without bundling: its rotation state machine's ASL. */
 function synthRotationWorkflow() {
   const outdir = mkdtempSync(join(tmpdir(), "amk-rotation-wf-"));
-  const app = new App({ outdir, context: { "aws:cdk:bundling-stacks": [] } });
-  const stack = new Stack(app, "amk-rotation-workflow-test");
-  const fn = (id: string, handler: string) =>
-    new NodejsFunction(stack, id, {
-      entry: join(process.cwd(), "functions", "rotation", "handlers.ts"),
-      handler,
-      runtime: lambda.Runtime.NODEJS_22_X,
-    });
-  new RotationWorkflow(stack, "RotationWorkflow", {
-    functions: {
-      start: fn("RotationStart", "startHandler"),
-      plan: fn("RotationPlan", "planHandler"),
-      rewrapShard: fn("RotationRewrapShard", "rewrapShardHandler"),
-      census: fn("RotationCensus", "censusHandler"),
-      complete: fn("RotationComplete", "completeHandler"),
-      failure: fn("RotationFailure", "failureHandler"),
-    },
-    shardConcurrency: 4,
-  });
-  app.synth();
-  return { stack, outdir };
+  const cdkJson = JSON.parse(readFileSync(join(process.cwd(), "cdk.json"), "utf8")) as {
+    context?: Record<string, unknown>;
+  };
+  const amk = createApp({ context: { ...cdkJson.context, "aws:cdk:bundling-stacks": [] }, outdir });
+  amk.app.synth();
+  return { stack: amk.stateless, outdir };
 }
 
 const handlers = {
