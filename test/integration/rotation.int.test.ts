@@ -92,7 +92,7 @@ describe("rotation and re-wrap", () => {
   /** Runs the re-wrap to a census of zero, shard items in parallel: what the workflow's loop does. */
   async function rewrapAll(service = rotations, maxDocuments?: number): Promise<number> {
     let moved = 0;
-    for (let round = 0; round < 50; round++) {
+    for (let round = 0; round < 1000; round++) {
       const plan = await service.planRewrap(ws);
       if (plan.items.length === 0) return moved;
       const results = await Promise.all(
