@@ -213,6 +213,8 @@ export class RotationService {
     maxDocuments?: number;
     deadline?: number;
     pageSize?: number;
+    /** Called with the number of documents each page moved (progress output, metrics). */
+    onMoved?: (count: number) => void;
   }): Promise<ShardResult> {
     const rotation = await this.runningRotation(input.workspaceId);
     const fromKeyId = parseKeyId(input.fromKeyId);

@@ -5,6 +5,7 @@
  * `CensusNotEmptyError`, ...).
  */
 import { Logger } from "@aws-lambda-powertools/logger";
+import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { z } from "zod";
 import { LogAlerts } from "../../core/alerts/log-alerts.js";
 import { KitService } from "../../core/kit/kit-service.js";
@@ -15,6 +16,11 @@ import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
 import { vaultFromEnv } from "../shared/vault.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
+/** CloudWatch metrics (EMF): the re-wrap's progress, per workspace. */
+const metrics = new Metrics({
+  namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? "ArquivoMateKeys",
+  serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys",
+});
 
 let cached: Promise<RotationService> | undefined;
 function service(): Promise<RotationService> {
@@ -103,6 +109,10 @@ export async function rewrapShardHandler(
     Math.max(1000, (context?.getRemainingTimeInMillis?.() ?? 60_000) - 15_000);
   const r = await (await service()).rewrapShard({ ...input, deadline: Date.now() + budget });
   logger.info("shard re-wrapped", { ...input, moved: r.moved, skipped: r.skipped, remaining: r.remaining });
+  metrics.addDimension("workspaceId", input.workspaceId);
+  metrics.addMetric("DocumentsRewrapped", MetricUnit.Count, r.moved);
+  metrics.addMetric("DocumentsSkipped", MetricUnit.Count, r.skipped);
+  metrics.publishStoredMetrics();
   return r;
 }
 
@@ -110,6 +120,9 @@ export async function censusHandler(event: unknown) {
   const input = parseInput(Workspace, event);
   const c = await (await service()).census(input.workspaceId);
   logger.info("census", { workspaceId: input.workspaceId, remaining: c.remaining, sampled: c.sampled });
+  metrics.addDimension("workspaceId", input.workspaceId);
+  metrics.addMetric("DocumentsOnOldVersions", MetricUnit.Count, c.remaining);
+  metrics.publishStoredMetrics();
   return { workspaceId: input.workspaceId, remaining: c.remaining, sampled: c.sampled, byKeyId: c.byKeyId };
 }
 

@@ -10,6 +10,8 @@ import { Pkcs11KeyStore } from "../../core/adapters/pkcs11/pkcs11-key-store.js";
 import { RecordingAlerts } from "../../core/alerts/alerts.js";
 import { KitService } from "../../core/kit/kit-service.js";
 import { RotationService } from "../../core/rotation/rotation-service.js";
+import { ProgressTracker } from "../../core/rotation/progress.js";
+import { ProgressPrinter } from "../../cli/output/progress.js";
 import { readPinFile } from "../../cli/local/softhsm.js";
 
 const env = (name: string): string => {
@@ -37,15 +39,28 @@ const kits = new KitService({
 });
 const rotations = new RotationService({ keyStore, events, kits, alerts });
 let moved = 0;
+const progress = new ProgressTracker((await rotations.planRewrap(workspaceId)).remaining);
+const printer = new ProgressPrinter("re-wrap");
 for (;;) {
   const plan = await rotations.planRewrap(workspaceId);
   if (plan.items.length === 0) break;
   const results = await Promise.all(
-    plan.items.map((it) => rotations.rewrapShard({ workspaceId, ...it, maxDocuments: 10 })),
+    plan.items.map((it) =>
+      rotations.rewrapShard({
+        workspaceId,
+        ...it,
+        maxDocuments: 10,
+        onMoved: (n) => {
+          progress.add(n);
+          printer.update(progress.snapshot());
+        },
+      }),
+    ),
   );
   moved += results.reduce((a, r) => a + r.moved, 0);
   process.stdout.write(`moved ${moved}\n`);
 }
+printer.finish(progress.snapshot());
 process.stdout.write("done\n");
 await keyStore.close();
 client.destroy();

@@ -174,13 +174,33 @@ describe("rotation workflow (synthesised ASL, local runner, real handlers)", () 
 
     // The operator starts the workflow again: the failed rotation resumes (same target version, no new key).
     const rotationId = state.rotation?.rotationId;
-    const run = await runLocal({
-      ...wf,
-      handlers,
-      input: { workspaceId: ws },
-      waitTimeOverride: 0,
-      retryIntervalOverride: 0,
-    });
+    const emitted: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk: string | Uint8Array) => (
+      emitted.push(String(chunk)),
+      true
+    )) as typeof process.stdout.write;
+    let run: Awaited<ReturnType<typeof runLocal>>;
+    try {
+      run = await runLocal({
+        ...wf,
+        handlers,
+        input: { workspaceId: ws },
+        waitTimeOverride: 0,
+        retryIntervalOverride: 0,
+      });
+    } finally {
+      process.stdout.write = write;
+    }
+    // The shard tasks publish their progress as CloudWatch metrics (embedded metric format).
+    const emf = emitted
+      .flatMap((l) => l.split("\n"))
+      .filter((l) => l.includes('"_aws"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const rewrapped = emf
+      .filter((m) => typeof m.DocumentsRewrapped === "number")
+      .reduce((a, m) => a + (m.DocumentsRewrapped as number), 0);
+    assert.ok(rewrapped > 0 && emf.every((m) => m.workspaceId === ws), `EMF lines: ${emf.length}`);
     assert.equal(run.status, "SUCCEEDED", JSON.stringify(run.error));
     state = await readWorkspace(events, ws);
     assert.equal(state.rotation?.status, "completed");
