@@ -1,4 +1,4 @@
-import type { ExpectedStreamVersion } from "./errors.js";
+import type { ExpectedStreamVersion, ExpectedVersionConflictError } from "./errors.js";
 import type { NewEvent, StoredEvent } from "./events.js";
 import type { DocumentProjection } from "./projection.js";
 
@@ -29,6 +29,39 @@ export interface AppendResult {
   readonly firstVersion: number;
   /** Version of the batch's last event: the stream version to expect next (for a replay, as originally appended). */
   readonly nextExpectedVersion: number;
+}
+
+/** One append of an `appendToStreams` call: what `appendToStream` takes, for one stream. */
+export interface StreamAppend {
+  readonly streamId: string;
+  /** 1..MAX_EVENTS_PER_APPEND events, as for `appendToStream`. */
+  readonly events: readonly NewEvent[];
+  /** As `AppendOptions.expectedVersion`. */
+  readonly expectedVersion: ExpectedStreamVersion;
+}
+
+/** What became of one append of an `appendToStreams` call. */
+export type StreamAppendOutcome =
+  | {
+      /** `replayed`: every event id was already stored by an earlier append (the original position is returned). */
+      readonly status: "appended" | "replayed";
+      readonly streamId: string;
+      readonly firstVersion: number;
+      readonly nextExpectedVersion: number;
+    }
+  | {
+      /** The expected version did not hold: nothing of this append was written; re-read, decide, append again. */
+      readonly status: "conflict";
+      readonly streamId: string;
+      readonly error: ExpectedVersionConflictError;
+    };
+
+export interface AppendToStreamsOptions {
+  /**
+   * At most this many appends per atomic transaction (1..100; default: as many as the backend allows). Smaller
+   * transactions collide less with concurrent writers.
+   */
+  readonly maxPerTransaction?: number;
 }
 
 export interface ReadStreamOptions {
@@ -83,6 +116,23 @@ export interface EventStore {
     events: readonly NewEvent[],
     options: AppendOptions,
   ): Promise<AppendResult>;
+
+  /**
+   * Appends to several streams (each at most once per call) in as few atomic transactions as the backend allows
+   * (DynamoDB: 100 items, 4 MB). Each append is conditional on its own expected version exactly as in
+   * `appendToStream` and updates its document projection the same way; an append whose expectation fails is
+   * reported as `conflict` (and the others are still written), an exact replay as `replayed` with its original
+   * position. Outcomes are in input order. No atomicity across appends is promised: each append is all or nothing.
+   *
+   * Every append is validated before anything is written: bad input (including two appends to one stream, or one
+   * event id in two appends) is an `InvalidInputError` and writes nothing. An empty list returns `[]`.
+   * An event id reused for something else (`EventIdConflictError`) or a store failure rejects the whole call; appends
+   * committed before stay written, and repeating the same call is safe (they come back `replayed`).
+   */
+  appendToStreams(
+    appends: readonly StreamAppend[],
+    options?: AppendToStreamsOptions,
+  ): Promise<StreamAppendOutcome[]>;
 
   /** Events of a stream in version order, with a cursor when a `limit` cut the page short. */
   readStream(streamId: string, options?: ReadStreamOptions): Promise<ReadStreamResult>;

@@ -28,7 +28,7 @@ import {
   type RotationStartedData,
   type WrappedArtifactKey,
 } from "../eventstore/catalogue.js";
-import type { EventStore } from "../eventstore/event-store.js";
+import type { EventStore, StreamAppend } from "../eventstore/event-store.js";
 import { ExpectedVersionConflictError } from "../eventstore/errors.js";
 import { newEvent, type StoredEvent } from "../eventstore/events.js";
 import { projectDocument } from "../eventstore/projection.js";
@@ -246,84 +246,36 @@ export class RotationService {
         },
       );
       if (page.length === 0) return { shard: input.shard, fromKeyId, moved, skipped, remaining: false };
-      const results = await mapLimit(page, this.concurrency, (d) =>
-        this.rewrapDocument(input.workspaceId, d.documentId, rotation.toKeyId),
+      const results = await this.rewrapPage(
+        input.workspaceId,
+        page.map((d) => d.documentId),
+        rotation.toKeyId,
       );
-      for (const r of results)
-        if (r === "moved") moved += 1;
-        else skipped += 1;
+      const movedHere = results.filter((r) => r === "moved").length;
+      moved += movedHere;
+      skipped += results.length - movedHere;
+      if (movedHere > 0) input.onMoved?.(movedHere);
       // The index may still list a moved document for a moment (eventually consistent on AWS): continue after it.
       after = page.at(-1)!.documentId;
     }
   }
 
   /**
-   * Re-wraps one document's current record to `toKeyId`. Returns "moved", or "skipped" when it is already there or
-   * deleted. The event id is derived from the version read, so a retry of the same step is idempotent.
+   * Re-wraps one document's current record to `toKeyId`, retrying lost races. Returns "moved", or "skipped" when it
+   * is already there or deleted. The event id is derived from the version read, so a retried step is idempotent.
    */
   async rewrapDocument(
     workspaceId: string,
     documentId: string,
     toKeyId: KeyId,
   ): Promise<"moved" | "skipped"> {
-    const stream = documentStreamId(workspaceId, documentId);
     for (let attempt = 0; attempt <= this.maxRetries; attempt++) {
-      const { events, currentVersion } = await this.deps.events.readStream(stream);
-      const status = projectDocument(events)?.status;
-      let current: StoredEvent | undefined;
-      for (const e of events) if (e.type === EventTypes.DocumentEncryptionKeysAdded) current = e;
-      if (!current || status === "deleted") return "skipped";
-      const record = current.data as DocumentEncryptionKeysAddedData;
-      if (record.KeyId === toKeyId && record.WrapFormat === WrapFormats.AmkGcmV1) return "skipped";
-      if (!isWrapFormat(record.WrapFormat) || !Array.isArray(record.Artifacts)) {
-        throw new WrapRecordCorruptError(`document ${documentId}'s wrap record cannot be read`, {
-          context: { workspaceId, documentId },
-        });
-      }
-      const fromKeyId = parseKeyId(record.KeyId);
-      const artifacts: WrappedArtifactKey[] = [];
-      for (const a of record.Artifacts) {
-        if (!isArtifact(a.Artifact))
-          throw new WrapRecordCorruptError(`unknown artifact in ${documentId}'s record`);
-        const rewrapped = await this.deps.keyStore.rewrapDataKey(
-          {
-            keyId: fromKeyId,
-            aad: associatedData(record.WrapFormat, {
-              workspaceId,
-              documentId,
-              artifact: a.Artifact,
-              keyId: fromKeyId,
-            }),
-          },
-          {
-            keyId: toKeyId,
-            aad: associatedData(WrapFormats.AmkGcmV1, {
-              workspaceId,
-              documentId,
-              artifact: a.Artifact,
-              keyId: toKeyId,
-            }),
-          },
-          decodeWrapped(a),
-        );
-        artifacts.push({ ...a, ...encodeWrapped(rewrapped) });
-      }
-      const occurredAt = this.now().toISOString();
-      const data: DocumentEncryptionKeysAddedData = {
-        AggregateId: documentId,
-        WorkspaceId: workspaceId,
-        KeyId: toKeyId,
-        WrapFormat: WrapFormats.AmkGcmV1,
-        Artifacts: artifacts,
-        OccurredOn: occurredAt,
-      };
-      const eventId = uuidFromName("Rewrap", workspaceId, documentId, String(currentVersion), toKeyId);
+      const prepared = await this.prepareRewrap(workspaceId, documentId, toKeyId);
+      if (prepared === "skipped") return "skipped";
       try {
-        await this.deps.events.appendToStream(
-          stream,
-          [newEvent(EventTypes.DocumentEncryptionKeysAdded, data, { eventId, occurredAt })],
-          { expectedVersion: currentVersion ?? "no_stream" },
-        );
+        await this.deps.events.appendToStream(prepared.streamId, prepared.events, {
+          expectedVersion: prepared.expectedVersion,
+        });
         return "moved";
       } catch (err) {
         if (err instanceof ExpectedVersionConflictError) continue; // an ingestion or another batch won: read again
@@ -333,6 +285,80 @@ export class RotationService {
     throw new ConcurrentUpdateError(`document ${documentId} kept changing during its re-wrap`, {
       context: { workspaceId, documentId },
     });
+  }
+
+  /**
+   * Re-wraps a page of documents: reads and HSM work run concurrently, then one `appendToStreams` writes every new
+   * record in as few transactions as DynamoDB allows, each conditional on its own stream's version. The documents
+   * whose append lost a race are re-read and retried one by one.
+   */
+  async rewrapPage(
+    workspaceId: string,
+    documentIds: readonly string[],
+    toKeyId: KeyId,
+  ): Promise<("moved" | "skipped")[]> {
+    const prepared = await mapLimit(documentIds, this.concurrency, (d) =>
+      this.prepareRewrap(workspaceId, d, toKeyId),
+    );
+    const appends = prepared.filter((p): p is StreamAppend => p !== "skipped");
+    const outcomes = appends.length > 0 ? await this.deps.events.appendToStreams(appends) : [];
+    const byStream = new Map(outcomes.map((o) => [o.streamId, o]));
+    return mapLimit(documentIds, this.concurrency, async (d, i) => {
+      const p = prepared[i]!;
+      if (p === "skipped") return "skipped";
+      const outcome = byStream.get(p.streamId);
+      if (outcome && outcome.status !== "conflict") return "moved";
+      return this.rewrapDocument(workspaceId, d, toKeyId);
+    });
+  }
+
+  /** Reads a document and re-wraps its artifacts inside the HSM; the append is the caller's. */
+  private async prepareRewrap(
+    workspaceId: string,
+    documentId: string,
+    toKeyId: KeyId,
+  ): Promise<StreamAppend | "skipped"> {
+    const stream = documentStreamId(workspaceId, documentId);
+    const { events, currentVersion } = await this.deps.events.readStream(stream);
+    const status = projectDocument(events)?.status;
+    let current: StoredEvent | undefined;
+    for (const e of events) if (e.type === EventTypes.DocumentEncryptionKeysAdded) current = e;
+    if (!current || status === "deleted") return "skipped";
+    const record = current.data as DocumentEncryptionKeysAddedData;
+    if (record.KeyId === toKeyId && record.WrapFormat === WrapFormats.AmkGcmV1) return "skipped";
+    if (!isWrapFormat(record.WrapFormat) || !Array.isArray(record.Artifacts)) {
+      throw new WrapRecordCorruptError(`document ${documentId}'s wrap record cannot be read`, {
+        context: { workspaceId, documentId },
+      });
+    }
+    const fromKeyId = parseKeyId(record.KeyId);
+    const artifacts: WrappedArtifactKey[] = [];
+    for (const a of record.Artifacts) {
+      if (!isArtifact(a.Artifact))
+        throw new WrapRecordCorruptError(`unknown artifact in ${documentId}'s record`);
+      const binding = { workspaceId, documentId, artifact: a.Artifact };
+      const rewrapped = await this.deps.keyStore.rewrapDataKey(
+        { keyId: fromKeyId, aad: associatedData(record.WrapFormat, { ...binding, keyId: fromKeyId }) },
+        { keyId: toKeyId, aad: associatedData(WrapFormats.AmkGcmV1, { ...binding, keyId: toKeyId }) },
+        decodeWrapped(a),
+      );
+      artifacts.push({ ...a, ...encodeWrapped(rewrapped) });
+    }
+    const occurredAt = this.now().toISOString();
+    const data: DocumentEncryptionKeysAddedData = {
+      AggregateId: documentId,
+      WorkspaceId: workspaceId,
+      KeyId: toKeyId,
+      WrapFormat: WrapFormats.AmkGcmV1,
+      Artifacts: artifacts,
+      OccurredOn: occurredAt,
+    };
+    const eventId = uuidFromName("Rewrap", workspaceId, documentId, String(currentVersion), toKeyId);
+    return {
+      streamId: stream,
+      events: [newEvent(EventTypes.DocumentEncryptionKeysAdded, data, { eventId, occurredAt })],
+      expectedVersion: currentVersion ?? "no_stream",
+    };
   }
 
   /** Counts documents left on the old versions (index) and reads a sample of streams to cross-check it. */
@@ -509,12 +535,16 @@ export class RotationService {
   }
 }
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
   await Promise.all(
     Array.from({ length: Math.min(limit, items.length) }, async () => {
-      for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i]!);
+      for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i]!, i);
     }),
   );
   return out;

@@ -27,6 +27,7 @@ import {
   workspaceStreamId,
   type AppendOptions,
   type AppendResult,
+  type AppendToStreamsOptions,
   type DocumentEncryptionKeysAddedData,
   type DocumentProjection,
   type EventStore,
@@ -34,6 +35,8 @@ import {
   type NewEvent,
   type ReadStreamOptions,
   type StoredEvent,
+  type StreamAppend,
+  type StreamAppendOutcome,
 } from "../../core/eventstore/index.js";
 
 export interface EventStoreUnderTest {
@@ -161,6 +164,18 @@ class RecordingStore implements EventStore {
   ): Promise<AppendResult> {
     this.streams.add(streamId);
     return this.inner.appendToStream(streamId, events, options);
+  }
+  appendToStreams(
+    appends: readonly StreamAppend[],
+    options?: AppendToStreamsOptions,
+  ): Promise<StreamAppendOutcome[]> {
+    if (Array.isArray(appends)) {
+      for (const a of appends as unknown[]) {
+        const streamId = (a as { streamId?: unknown } | null)?.streamId;
+        if (typeof streamId === "string") this.streams.add(streamId);
+      }
+    }
+    return this.inner.appendToStreams(appends, options);
   }
   readStream(streamId: string, options?: ReadStreamOptions) {
     return this.inner.readStream(streamId, options);
@@ -861,6 +876,395 @@ export function eventStoreContract(backend: string, factory: EventStoreFactory):
           firstVersion: 2,
           nextExpectedVersion: 2,
         });
+      }));
+
+    // ---------------------------------------------------------------------------------------------------------
+    // appendToStreams
+
+    it("appends to 60 document streams in one call (several transactions) and reads them back", () =>
+      withStore(async (store) => {
+        const ws = uniqueWorkspace();
+        const docs = Array.from({ length: 60 }, () => randomUUID());
+        const appends: StreamAppend[] = docs.map((doc, i) => ({
+          streamId: documentStreamId(ws, doc),
+          events:
+            i % 3 === 0
+              ? [wrapRecord(ws, doc, 1), lifecycle("DocumentStored", ws, doc)]
+              : [wrapRecord(ws, doc, 1)],
+          expectedVersion: i % 2 === 0 ? "no_stream" : 0,
+        }));
+        // A workspace stream may go along with document streams.
+        appends.push({
+          streamId: workspaceStreamId(ws),
+          events: [newEvent("MasterKeyCreated", { WorkspaceId: ws, KeyId: keyId(ws, 1) })],
+          expectedVersion: "any",
+        });
+        const outcomes = await store.appendToStreams(appends);
+        assert.deepEqual(
+          outcomes,
+          appends.map((a) => ({
+            status: "appended",
+            streamId: a.streamId,
+            firstVersion: 1,
+            nextExpectedVersion: a.events.length,
+          })),
+        );
+        await mapLimit(appends, 8, async (a) => {
+          const events = await readAll(store, a.streamId);
+          assert.deepEqual(
+            events.map((e) => [e.eventId, e.version, e.streamId]),
+            a.events.map((e, i) => [e.eventId, i + 1, a.streamId]),
+          );
+          assert.deepEqual(
+            events.map((e) => e.data),
+            a.events.map((e) => e.data),
+          );
+        });
+        assert.equal(await store.countDocumentsByKeyId(ws, keyId(ws, 1)), 60);
+        const stored = await store.getDocumentProjection(ws, docs[0] as string);
+        assert.equal(stored?.status, "stored");
+
+        // A re-wrap of all 60 at the versions read, in small transactions: each moves to the new key.
+        const rewrap = await store.appendToStreams(
+          docs.map((doc, i) => ({
+            streamId: documentStreamId(ws, doc),
+            events: [wrapRecord(ws, doc, 2)],
+            expectedVersion: i % 3 === 0 ? 2 : 1,
+          })),
+          { maxPerTransaction: 7 },
+        );
+        rewrap.forEach((o, i) => {
+          const v = i % 3 === 0 ? 3 : 2;
+          assert.deepEqual(o, {
+            status: "appended",
+            streamId: documentStreamId(ws, docs[i] as string),
+            firstVersion: v,
+            nextExpectedVersion: v,
+          });
+        });
+        assert.equal(await store.countDocumentsByKeyId(ws, keyId(ws, 1)), 0);
+        assert.equal(await store.countDocumentsByKeyId(ws, keyId(ws, 2)), 60);
+        assert.deepEqual(await store.listKeyIdsInUse(ws), [keyId(ws, 2)]);
+        assert.deepEqual(await store.appendToStreams([]), []);
+      }));
+
+    it("appendToStreams reports exactly the appends at a stale expected version as conflicts, writes the others", () =>
+      withStore(async (store) => {
+        const ws = uniqueWorkspace();
+        const docs = Array.from({ length: 60 }, () => randomUUID());
+        const streamOf = (i: number) => documentStreamId(ws, docs[i] as string);
+        await store.appendToStreams(
+          docs.map((doc, i) => ({
+            streamId: streamOf(i),
+            events: [wrapRecord(ws, doc, 1)],
+            expectedVersion: "no_stream",
+          })),
+        );
+        // Five documents move on behind the re-wrap's back.
+        const movedOn = [3, 17, 29, 41, 58];
+        for (const i of movedOn) {
+          await store.appendToStream(streamOf(i), [lifecycle("DocumentStored", ws, docs[i] as string)], {
+            expectedVersion: 1,
+          });
+        }
+        const appends = docs.map((doc, i) => ({
+          streamId: streamOf(i),
+          events: [wrapRecord(ws, doc, 2)],
+          expectedVersion: 1,
+        }));
+        const outcomes = await store.appendToStreams(appends, { maxPerTransaction: 12 });
+        assert.equal(outcomes.length, 60);
+        outcomes.forEach((o, i) => {
+          assert.equal(o.streamId, streamOf(i));
+          if (movedOn.includes(i)) {
+            assert.equal(o.status, "conflict", `append ${i}`);
+            assert.ok(o.status === "conflict" && o.error instanceof ExpectedVersionConflictError);
+            assert.deepEqual([o.error.streamId, o.error.expected, o.error.actual], [streamOf(i), 1, 2]);
+          } else {
+            assert.deepEqual(o, {
+              status: "appended",
+              streamId: streamOf(i),
+              firstVersion: 2,
+              nextExpectedVersion: 2,
+            });
+          }
+        });
+        await mapLimit(docs, 8, async (doc, i) => {
+          const events = await readAll(store, streamOf(i));
+          assert.equal(events.length, 2);
+          const second = events[1];
+          assert.ok(second);
+          if (movedOn.includes(i)) assert.equal(second.type, "DocumentStored");
+          else assert.equal(second.eventId, appends[i]?.events[0]?.eventId);
+        });
+        assert.equal(await store.countDocumentsByKeyId(ws, keyId(ws, 1)), 5);
+        assert.equal(await store.countDocumentsByKeyId(ws, keyId(ws, 2)), 55);
+
+        // Every kind of expectation, as appendToStream checks it.
+        const missing = workspaceStreamId(uniqueWorkspace());
+        const missing2 = workspaceStreamId(uniqueWorkspace());
+        const ev = () => newEvent("SomethingHappened", { WorkspaceId: ws });
+        const mixed = await store.appendToStreams([
+          { streamId: streamOf(0), events: [ev()], expectedVersion: "no_stream" },
+          { streamId: missing, events: [ev()], expectedVersion: "stream_exists" },
+          { streamId: missing2, events: [ev()], expectedVersion: 3 },
+          { streamId: streamOf(1), events: [ev()], expectedVersion: "any" },
+          { streamId: streamOf(2), events: [ev()], expectedVersion: "stream_exists" },
+          { streamId: workspaceStreamId(ws), events: [ev()], expectedVersion: 0 },
+        ]);
+        const summary = mixed.map((o) =>
+          o.status === "conflict" ? [o.status, o.error.expected, o.error.actual] : [o.status, o.firstVersion],
+        );
+        assert.deepEqual(summary, [
+          ["conflict", "no_stream", 2],
+          ["conflict", "stream_exists", "no_stream"],
+          ["conflict", 3, "no_stream"],
+          ["appended", 3],
+          ["appended", 3],
+          ["appended", 1],
+        ]);
+        assert.equal((await store.readStream(missing)).currentVersion, undefined);
+      }));
+
+    it("appendToStreams answers an exact replay with the original positions and writes nothing twice", () =>
+      withStore(async (store) => {
+        const ws = uniqueWorkspace();
+        const docs = Array.from({ length: 30 }, () => randomUUID());
+        const appends: StreamAppend[] = docs.map((doc, i) => ({
+          streamId: documentStreamId(ws, doc),
+          events:
+            i % 4 === 0
+              ? [wrapRecord(ws, doc, 1), lifecycle("DocumentStored", ws, doc), wrapRecord(ws, doc, 2)]
+              : [wrapRecord(ws, doc, 1)],
+          expectedVersion: "no_stream",
+        }));
+        const original = await store.appendToStreams(appends);
+        assert.ok(original.every((o) => o.status === "appended"));
+        const asReplay = original.map((o) => ({ ...o, status: "replayed" }));
+
+        // The same call again (a lost response), and the same appends with expectations that hold or do not.
+        assert.deepEqual(await store.appendToStreams(appends), asReplay);
+        assert.deepEqual(
+          await store.appendToStreams(appends.map((a) => ({ ...a, expectedVersion: "any" }))),
+          asReplay,
+        );
+        assert.deepEqual(
+          await store.appendToStreams(
+            appends.map((a) => ({ ...a, expectedVersion: a.events.length })),
+            { maxPerTransaction: 5 },
+          ),
+          asReplay,
+        );
+
+        // Replays next to new appends: each gets its own answer.
+        const fresh = Array.from({ length: 10 }, () => randomUUID());
+        const newAppends: StreamAppend[] = fresh.map((doc) => ({
+          streamId: documentStreamId(ws, doc),
+          events: [wrapRecord(ws, doc, 1)],
+          expectedVersion: "no_stream",
+        }));
+        const mixed = await store.appendToStreams([...appends.slice(0, 10), ...newAppends]);
+        assert.deepEqual(mixed.slice(0, 10), asReplay.slice(0, 10));
+        assert.deepEqual(
+          mixed.slice(10).map((o) => o.status),
+          fresh.map(() => "appended"),
+        );
+        await mapLimit(appends, 8, async (a) => {
+          assert.equal((await readAll(store, a.streamId)).length, a.events.length);
+        });
+
+        // An event id reused for something else is refused, as by appendToStream.
+        const reused = appends[1]?.events[0];
+        assert.ok(reused);
+        const other = randomUUID();
+        await rejectsWith(
+          store.appendToStreams([
+            {
+              streamId: documentStreamId(ws, other),
+              events: [{ ...reused, data: { ...reused.data, AggregateId: other } }],
+              expectedVersion: "no_stream",
+            },
+          ]),
+          EventIdConflictError,
+        );
+        assert.equal((await store.readStream(documentStreamId(ws, other))).currentVersion, undefined);
+      }));
+
+    it("8 concurrent appendToStreams callers on overlapping streams: no lost or duplicated event, no gap", () =>
+      withStore(async (store) => {
+        const ws = uniqueWorkspace();
+        const docs = Array.from({ length: 24 }, () => randomUUID());
+        const callers = 8;
+        const rounds = 3;
+        const setOf = (w: number) => Array.from({ length: 9 }, (_, j) => (w * 3 + j) % docs.length);
+        const winners = new Map<string, string>();
+        const sent = new Map<string, number>();
+        let conflicts = 0;
+
+        await Promise.all(
+          Array.from({ length: callers }, async (_, w) => {
+            for (let round = 0; round < rounds; round++) {
+              // One wrap record per document of this caller's set, each appended at the version read.
+              let todo = setOf(w).map((d) => {
+                const doc = docs[d] as string;
+                return {
+                  streamId: documentStreamId(ws, doc),
+                  event: wrapRecord(ws, doc, 1 + ((w + round) % 3)),
+                };
+              });
+              for (let tries = 0; todo.length > 0; tries++) {
+                assert.ok(tries < 200, "every caller gets its appends in");
+                const read = await Promise.all(todo.map((t) => store.readStream(t.streamId)));
+                const appends = todo.map((t, i) => ({
+                  streamId: t.streamId,
+                  events: [t.event],
+                  expectedVersion: read[i]?.currentVersion ?? ("no_stream" as const),
+                }));
+                const outcomes = await store.appendToStreams(appends, { maxPerTransaction: 4 });
+                const again: typeof todo = [];
+                outcomes.forEach((o, i) => {
+                  const t = todo[i];
+                  const expected = appends[i]?.expectedVersion;
+                  assert.ok(t && expected !== undefined);
+                  assert.equal(o.streamId, t.streamId);
+                  if (o.status === "conflict") {
+                    assert.equal(o.error.expected, expected);
+                    assert.ok(
+                      typeof o.error.actual === "number" &&
+                        o.error.actual > (expected === "no_stream" ? 0 : expected),
+                    );
+                    conflicts += 1;
+                    again.push(t);
+                    return;
+                  }
+                  assert.equal(o.status, "appended");
+                  assert.equal(o.firstVersion, (expected === "no_stream" ? 0 : expected) + 1);
+                  const slot = `${o.streamId}@${o.nextExpectedVersion}`;
+                  assert.ok(!winners.has(slot), `two winners for ${slot}`);
+                  winners.set(slot, t.event.eventId);
+                  sent.set(t.streamId, (sent.get(t.streamId) ?? 0) + 1);
+                });
+                todo = again;
+              }
+            }
+          }),
+        );
+
+        let total = 0;
+        for (const doc of docs) {
+          const streamId = documentStreamId(ws, doc);
+          const events = await readAll(store, streamId);
+          const expected = sent.get(streamId) ?? 0;
+          total += events.length;
+          assert.equal(events.length, expected, `every append to ${streamId} stored once`);
+          assert.deepEqual(
+            events.map((e) => e.version),
+            Array.from({ length: expected }, (_, i) => i + 1),
+          );
+          for (const e of events) assert.equal(winners.get(`${streamId}@${e.version}`), e.eventId);
+          const projection = await store.getDocumentProjection(ws, doc);
+          assert.equal(projection?.keysVersion, expected);
+          assert.equal(projection?.keyId, events.at(-1)?.data.KeyId);
+        }
+        assert.equal(total, callers * rounds * 9);
+        assert.equal(new Set(winners.values()).size, total, "no event stored twice");
+        assert.ok(conflicts > 0, "the callers did collide");
+      }));
+
+    it("appendToStreams rejects bad input with typed errors and writes nothing", () =>
+      withStore(async (store) => {
+        const ws = uniqueWorkspace();
+        const doc = randomUUID();
+        const stream = documentStreamId(ws, doc);
+        await store.appendToStream(stream, [wrapRecord(ws, doc, 1)], { expectedVersion: "no_stream" });
+        const before = await readAll(store, stream);
+        const projectionBefore = await store.getDocumentProjection(ws, doc);
+        const newDoc = randomUUID();
+        const newStream = documentStreamId(ws, newDoc);
+        const goodEvent = wrapRecord(ws, newDoc, 1);
+        const good: StreamAppend = { streamId: newStream, events: [goodEvent], expectedVersion: "no_stream" };
+        const on = (events: unknown, expectedVersion: unknown = 1, streamId: unknown = stream) =>
+          ({ streamId, events, expectedVersion }) as StreamAppend;
+        const stored = () => lifecycle("DocumentStored", ws, doc);
+
+        const cases: { name: string; appends: unknown; type: abstract new (...a: never[]) => Error }[] = [
+          { name: "not an array", appends: good, type: InvalidEventError },
+          { name: "null append", appends: [good, null], type: InvalidEventError },
+          {
+            name: "bad stream id",
+            appends: [good, on([stored()], 1, "ws-a/doc-")],
+            type: InvalidStreamIdError,
+          },
+          {
+            name: "missing stream id",
+            appends: [good, { events: [stored()], expectedVersion: 1 }],
+            type: InvalidStreamIdError,
+          },
+          { name: "no events", appends: [good, on([])], type: InvalidEventError },
+          { name: "events not an array", appends: [good, on(stored())], type: InvalidEventError },
+          {
+            name: "over the batch limit",
+            appends: [good, on(Array.from({ length: MAX_EVENTS_PER_APPEND + 1 }, () => newEvent("X", {})))],
+            type: InvalidEventError,
+          },
+          {
+            name: "bad event",
+            appends: [good, on([{ ...stored(), eventId: "x" }])],
+            type: InvalidEventError,
+          },
+          {
+            name: "wrong aggregate",
+            appends: [good, on([wrapRecord(ws, newDoc, 1)])],
+            type: InvalidEventError,
+          },
+          {
+            name: "bad expected version",
+            appends: [good, on([stored()], "latest")],
+            type: InvalidStoreOptionsError,
+          },
+          {
+            name: "no expected version",
+            appends: [good, { streamId: stream, events: [stored()] }],
+            type: InvalidStoreOptionsError,
+          },
+          {
+            name: "same stream twice",
+            appends: [good, { ...good, events: [wrapRecord(ws, newDoc, 2)] }],
+            type: InvalidStreamIdError,
+          },
+          {
+            name: "event id in two appends",
+            appends: [good, on([{ ...stored(), eventId: goodEvent.eventId }])],
+            type: InvalidEventError,
+          },
+        ];
+        for (const { name, appends, type } of cases) {
+          await rejectsWith(store.appendToStreams(appends as StreamAppend[]), type, (e) => {
+            assert.ok(e instanceof InvalidInputError, name);
+            if (Array.isArray(appends)) assert.equal((e as InvalidInputError).context.appendIndex, 1, name);
+          });
+        }
+        for (const options of [
+          { maxPerTransaction: 0 },
+          { maxPerTransaction: 101 },
+          { maxPerTransaction: 1.5 },
+          { maxPerTransaction: "5" },
+          null,
+          "fast",
+        ]) {
+          await rejectsWith(
+            store.appendToStreams([good], options as unknown as AppendToStreamsOptions),
+            InvalidStoreOptionsError,
+          );
+        }
+
+        // Nothing was written: the good append of every rejected call still goes in, once.
+        assert.deepEqual(await readAll(store, stream), before);
+        assert.deepEqual(await store.getDocumentProjection(ws, doc), projectionBefore);
+        assert.deepEqual(await store.readStream(newStream), { events: [], currentVersion: undefined });
+        assert.deepEqual(await store.appendToStreams([good], { maxPerTransaction: 1 }), [
+          { status: "appended", streamId: newStream, firstVersion: 1, nextExpectedVersion: 1 },
+        ]);
       }));
   });
 }

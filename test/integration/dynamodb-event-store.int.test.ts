@@ -14,7 +14,7 @@ import {
   PutItemCommand,
   ScanCommand,
 } from "@aws-sdk/client-dynamodb";
-import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import { DynamoDBDocumentClient, TransactWriteCommand } from "@aws-sdk/lib-dynamodb";
 import { unmarshall } from "@aws-sdk/util-dynamodb";
 import { startDynamoDbLocal, type RunningDynamoDbLocal } from "../../cli/local/dynamodb-local.js";
 import {
@@ -35,6 +35,7 @@ import {
   EventStoreOperationError,
   EventStoreUnavailableError,
   InvalidCursorError,
+  MAX_EVENTS_PER_APPEND,
   censusShard,
   documentStreamId,
   newEvent,
@@ -43,6 +44,7 @@ import {
   sameDocumentProjection,
   workspaceStreamId,
   type EventStore,
+  type StreamAppend,
 } from "../../core/eventstore/index.js";
 import {
   eventStoreContract,
@@ -96,6 +98,32 @@ async function freshStore(
   await createEventStoreTable(client, table);
   const store = new DynamoDbEventStore({ client, tableName: table, ...options });
   return { store, table, teardown: () => deleteEventStoreTable(client, table) };
+}
+
+/**
+ * A document client that records the item count of every transaction it sends and, for each queued `before`
+ * hook, runs it first: a hook may write through another client, or return an error to fail the transaction with.
+ */
+function spyingDocClient(): {
+  doc: DynamoDBDocumentClient;
+  spy: { transactions: number[]; before: ((items: number) => Promise<Error | undefined>)[] };
+} {
+  const doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+  const spy = {
+    transactions: [] as number[],
+    before: [] as ((items: number) => Promise<Error | undefined>)[],
+  };
+  const send = doc.send.bind(doc) as (command: unknown) => Promise<unknown>;
+  (doc as unknown as { send: (command: unknown) => Promise<unknown> }).send = async (command) => {
+    if (command instanceof TransactWriteCommand) {
+      const items = command.input.TransactItems?.length ?? 0;
+      spy.transactions.push(items);
+      const failure = await spy.before.shift()?.(items);
+      if (failure) throw failure;
+    }
+    return send(command);
+  };
+  return { doc, spy };
 }
 
 async function scanTable(table: string): Promise<Record<string, unknown>[]> {
@@ -415,6 +443,240 @@ describe("DynamoDbEventStore (adapter)", () => {
         `appends/s (1 wrap record, 3-4 items per transaction): concurrency 1: ${c1.toFixed(0)}, concurrency 16: ${c16.toFixed(0)}`,
       );
       assert.equal(await store.countDocumentsByKeyId(ws, keyId(ws, 1)), 480);
+    } finally {
+      await teardown();
+    }
+  });
+
+  // ------------------------------------------------------------------------------------------------------------
+  // appendToStreams: what the port cannot show (transactions, cancellation reasons, transient cancellations)
+
+  it("appendToStreams packs appends into transactions within DynamoDB's limits", async () => {
+    const { doc, spy } = spyingDocClient();
+    const { table, teardown } = await freshStore();
+    try {
+      const store = new DynamoDbEventStore({ client: doc, tableName: table });
+      const ws = uniqueWorkspace();
+      const firstWraps = (n: number) =>
+        Array.from({ length: n }, () => {
+          const d = randomUUID();
+          return {
+            streamId: documentStreamId(ws, d),
+            events: [wrapRecord(ws, d, 1)],
+            expectedVersion: "no_stream" as const,
+          };
+        });
+      // 60 appends of 4 items (head, event, marker, projection): 25 + 25 + 10.
+      await store.appendToStreams(firstWraps(60));
+      assert.deepEqual(spy.transactions.splice(0), [100, 100, 40]);
+      // At most 7 appends a transaction.
+      await store.appendToStreams(firstWraps(60), { maxPerTransaction: 7 });
+      assert.deepEqual(spy.transactions.splice(0), [...Array.from({ length: 8 }, () => 28), 16]);
+      // Full batches (1 + 2 x 49 + 1 = 100 items) each take a transaction of their own; small ones share one.
+      const big = Array.from({ length: 3 }, () => {
+        const d = randomUUID();
+        return {
+          streamId: documentStreamId(ws, d),
+          events: [
+            wrapRecord(ws, d, 1),
+            ...Array.from({ length: MAX_EVENTS_PER_APPEND - 1 }, (_, i) => newEvent("DocumentViewed", { i })),
+          ],
+          expectedVersion: "no_stream" as const,
+        };
+      });
+      const small = firstWraps(4);
+      const order: [StreamAppend[], number][] = [
+        [small, 0],
+        [big, 0],
+        [big, 1],
+        [small, 1],
+        [small, 2],
+        [big, 2],
+        [small, 3],
+      ];
+      const outcomes = await store.appendToStreams(order.map(([list, i]) => list[i] as StreamAppend));
+      assert.ok(outcomes.every((o) => o.status === "appended"));
+      assert.deepEqual(spy.transactions.splice(0), [4, 100, 100, 8, 100, 4]);
+      assert.equal(await store.countDocumentsByKeyId(ws, keyId(ws, 1)), 127);
+      await assertTableInvariants(store, table);
+    } finally {
+      await teardown();
+    }
+  });
+
+  it("appendToStreams uses the cancellation reasons when writers get in between its read and its transaction", async () => {
+    const { doc, spy } = spyingDocClient();
+    const { table, teardown } = await freshStore();
+    try {
+      const store = new DynamoDbEventStore({ client: doc, tableName: table });
+      const other = new DynamoDbEventStore({ client, tableName: table });
+      const ws = uniqueWorkspace();
+      const docs = Array.from({ length: 10 }, () => randomUUID());
+      const streamOf = (i: number) => documentStreamId(ws, docs[i] as string);
+      await store.appendToStreams(
+        docs.map((d, i) => ({ streamId: streamOf(i), events: [wrapRecord(ws, d, 1)], expectedVersion: 0 })),
+      );
+      spy.transactions.splice(0);
+      const appends: StreamAppend[] = docs.map((d, i) => ({
+        streamId: streamOf(i),
+        events: [wrapRecord(ws, d, 2)],
+        expectedVersion: i === 7 ? "any" : i === 9 ? "stream_exists" : 1,
+      }));
+      const stored = (i: number) => [lifecycle("DocumentStored", ws, docs[i] as string)];
+      // After the heads were read, before the transaction: others append to 2, 7 and 9, and a lost response's
+      // retry commits append 5 exactly.
+      spy.before.push(async () => {
+        await other.appendToStream(streamOf(2), stored(2), { expectedVersion: 1 });
+        await other.appendToStream(streamOf(5), appends[5]?.events ?? [], { expectedVersion: 1 });
+        await other.appendToStream(streamOf(7), stored(7), { expectedVersion: 1 });
+        await other.appendToStream(streamOf(9), stored(9), { expectedVersion: 1 });
+        return undefined;
+      });
+      const outcomes = await store.appendToStreams(appends);
+      const summary = outcomes.map((o) =>
+        o.status === "conflict" ? [o.status, o.error.expected, o.error.actual] : [o.status, o.firstVersion],
+      );
+      assert.deepEqual(summary, [
+        ["appended", 2],
+        ["appended", 2],
+        ["conflict", 1, 2],
+        ["appended", 2],
+        ["appended", 2],
+        ["replayed", 2],
+        ["appended", 2],
+        ["appended", 3],
+        ["appended", 2],
+        ["appended", 3],
+      ]);
+      assert.ok(spy.transactions.length >= 2, "the rest of the cancelled transaction went again");
+      assert.equal(spy.transactions[0], 40);
+      assert.equal(await store.countDocumentsByKeyId(ws, keyId(ws, 2)), 9);
+      assert.equal(await store.countDocumentsByKeyId(ws, keyId(ws, 1)), 1);
+      await assertTableInvariants(store, table);
+
+      // An event item beyond a head (written outside the store) is corruption, as for appendToStream.
+      await client.send(
+        new PutItemCommand({
+          TableName: table,
+          Item: {
+            pk: { S: streamOf(0) },
+            sk: { S: "e#0000000003" },
+            kind: { S: "event" },
+            note: { S: "stray" },
+          },
+        }),
+      );
+      await assert.rejects(
+        store.appendToStreams([
+          { streamId: streamOf(0), events: stored(0), expectedVersion: 2 },
+          { streamId: streamOf(1), events: stored(1), expectedVersion: 2 },
+        ]),
+        EventStoreCorruptionError,
+      );
+      const kept = await client.send(
+        new GetItemCommand({
+          TableName: table,
+          Key: { pk: { S: streamOf(0) }, sk: { S: "e#0000000003" } },
+          ConsistentRead: true,
+        }),
+      );
+      assert.equal(kept.Item?.note?.S, "stray");
+    } finally {
+      await teardown();
+    }
+  });
+
+  it("appendToStreams retries transient cancellations with backoff and translates the others", async () => {
+    const { doc, spy } = spyingDocClient();
+    const { table, teardown } = await freshStore();
+    try {
+      const retry = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 5 };
+      const store = new DynamoDbEventStore({ client: doc, tableName: table, retry });
+      const ws = uniqueWorkspace();
+      const appendsOf = (n: number): StreamAppend[] =>
+        Array.from({ length: n }, () => {
+          const d = randomUUID();
+          return {
+            streamId: documentStreamId(ws, d),
+            events: [wrapRecord(ws, d, 1)],
+            expectedVersion: "no_stream",
+          };
+        });
+      const cancelled = (code: string, at: number) => async (items: number) =>
+        Object.assign(new Error("Transaction cancelled"), {
+          name: "TransactionCanceledException",
+          CancellationReasons: Array.from({ length: items }, (_, i) => ({ Code: i === at ? code : "None" })),
+        });
+
+      spy.before.push(cancelled("TransactionConflict", 4));
+      const first = appendsOf(5);
+      const outcomes = await store.appendToStreams(first);
+      assert.deepEqual(
+        outcomes.map((o) => o.status),
+        first.map(() => "appended"),
+      );
+      assert.deepEqual(spy.transactions.splice(0), [20, 20]);
+
+      spy.before.push(cancelled("ValidationError", 0));
+      const second = appendsOf(3);
+      await assert.rejects(store.appendToStreams(second), EventStoreOperationError);
+      spy.before.push(
+        // The same append (items 0-3) is named three times: out of attempts.
+        cancelled("ThrottlingError", 2),
+        cancelled("TransactionConflict", 0),
+        cancelled("TransactionConflict", 1),
+      );
+      await assert.rejects(store.appendToStreams(second), (err: unknown) => {
+        assert.ok(err instanceof EventStoreUnavailableError, String(err));
+        assert.equal(err.retryable, true);
+        return true;
+      });
+      for (const a of second) assert.equal((await store.readStream(a.streamId)).currentVersion, undefined);
+      spy.before.splice(0);
+      assert.ok((await store.appendToStreams(second)).every((o) => o.status === "appended"));
+      await assertTableInvariants(store, table);
+    } finally {
+      await teardown();
+    }
+  });
+
+  it("measures documents/s: single appends at concurrency 16 vs appendToStreams in groups of 20 at concurrency 4", async (t) => {
+    const { store, teardown } = await freshStore();
+    try {
+      const ws = uniqueWorkspace();
+      const firstWrap = () => {
+        const d = randomUUID();
+        return {
+          streamId: documentStreamId(ws, d),
+          events: [wrapRecord(ws, d, 1)],
+          expectedVersion: "no_stream" as const,
+        };
+      };
+      const single = async (count: number, concurrency: number) => {
+        const appends = Array.from({ length: count }, firstWrap);
+        const started = process.hrtime.bigint();
+        await mapLimit(appends, concurrency, (a) => store.appendToStream(a.streamId, a.events, a));
+        return count / (Number(process.hrtime.bigint() - started) / 1e9);
+      };
+      const grouped = async (count: number, size: number, concurrency: number) => {
+        const groups = Array.from({ length: Math.ceil(count / size) }, () =>
+          Array.from({ length: size }, firstWrap),
+        );
+        const started = process.hrtime.bigint();
+        const outcomes = await mapLimit(groups, concurrency, (g) => store.appendToStreams(g));
+        const rate = count / (Number(process.hrtime.bigint() - started) / 1e9);
+        assert.ok(outcomes.flat().every((o) => o.status === "appended"));
+        return rate;
+      };
+      await single(20, 4); // warm-up
+      await grouped(40, 20, 2);
+      const s16 = await single(500, 16);
+      const g20 = await grouped(500, 20, 4);
+      t.diagnostic(
+        `documents/s (first wrap record each): 500 single appends at concurrency 16: ${s16.toFixed(0)}; ` +
+          `500 via appendToStreams in groups of 20 at concurrency 4: ${g20.toFixed(0)} (x${(g20 / s16).toFixed(1)})`,
+      );
+      assert.equal(await store.countDocumentsByKeyId(ws, keyId(ws, 1)), 1060);
     } finally {
       await teardown();
     }

@@ -41,11 +41,12 @@ class CrashingEvents {
   wrap(): EventStore {
     return new Proxy(this.inner, {
       get: (target, prop, receiver) => {
-        if (prop === "appendToStream") {
-          return async (...args: Parameters<EventStore["appendToStream"]>) => {
+        if (prop === "appendToStream" || prop === "appendToStreams") {
+          const real = (target[prop] as (...a: unknown[]) => Promise<unknown>).bind(target);
+          return async (...args: unknown[]) => {
             this.appends += 1;
             if (this.appends === this.crashAt) throw new Error("simulated crash before the append");
-            return target.appendToStream(...args);
+            return real(...args);
           };
         }
         const v = Reflect.get(target, prop, receiver) as unknown;

@@ -22,7 +22,7 @@ import {
 } from "@aws-sdk/lib-dynamodb";
 import { describeKeyId, parseKeyId } from "../../keystore/key-id.js";
 import { backoffDelay, sleep, type RetryPolicy } from "../../shared/retry.js";
-import { InvalidInputError } from "../../shared/errors.js";
+import { InvalidInputError, type AmkErrorOptions } from "../../shared/errors.js";
 import {
   decodeCensusCursor,
   decodeStreamCursor,
@@ -36,7 +36,7 @@ import {
   ExpectedVersionConflictError,
   InvalidEventError,
   InvalidStoreOptionsError,
-  type ActualStreamVersion,
+  InvalidStreamIdError,
   type ExpectedStreamVersion,
 } from "../../eventstore/errors.js";
 import {
@@ -44,11 +44,14 @@ import {
   MAX_PAGE_SIZE,
   type AppendOptions,
   type AppendResult,
+  type AppendToStreamsOptions,
   type EventStore,
   type ListDocumentsOptions,
   type ListDocumentsResult,
   type ReadStreamOptions,
   type ReadStreamResult,
+  type StreamAppend,
+  type StreamAppendOutcome,
 } from "../../eventstore/event-store.js";
 import {
   validateNewEvent,
@@ -108,6 +111,13 @@ const DOCUMENT_EVENT_TYPES = new Set<string>([
   EventTypes.DocumentDeleted,
 ]);
 const DOCUMENT_STATUSES = new Set<string>(["pending", "stored", "deleted"]);
+/** DynamoDB's limits for one TransactWriteItems: 100 items and 4 MB of items (estimated here with a margin). */
+const MAX_TRANSACTION_ITEMS = 100;
+const MAX_TRANSACTION_BYTES = 4_000_000;
+/** Keys per BatchGetItem request (DynamoDB's limit). */
+const MAX_BATCH_GET_KEYS = 100;
+/** Requests (transactions, batch reads) of one `appendToStreams` call in flight at once. */
+const REQUESTS_IN_FLIGHT = 4;
 
 type Item = Record<string, unknown>;
 type TransactItem = NonNullable<TransactWriteCommandInput["TransactItems"]>[number];
@@ -115,6 +125,25 @@ type TransactItem = NonNullable<TransactWriteCommandInput["TransactItems"]>[numb
 interface StreamState {
   readonly current: number | undefined;
   readonly projection: DocumentProjection | undefined;
+}
+
+const NO_STREAM: StreamState = { current: undefined, projection: undefined };
+
+/** An append whose stream id, events and expected version passed validation. */
+interface CheckedAppend {
+  readonly stream: ParsedStreamId;
+  readonly batch: readonly { event: NewEvent; dataJson: string }[];
+  readonly expected: ExpectedStreamVersion;
+  readonly eventIds: readonly string[];
+}
+
+/** An append turned into transaction items at the state read. */
+interface PreparedAppend {
+  readonly items: TransactItem[];
+  readonly firstVersion: number;
+  readonly nextExpectedVersion: number;
+  /** Estimated size of its items, for the transaction size limit. */
+  readonly bytes: number;
 }
 
 interface MarkerItem {
@@ -164,48 +193,25 @@ export class DynamoDbEventStore implements EventStore {
     events: readonly NewEvent[],
     options: AppendOptions,
   ): Promise<AppendResult> {
-    const stream = parseStreamId(streamId);
-    const batch = validateBatch(stream, events);
-    const expected = validateExpected(options);
-    const eventIds = batch.map((b) => b.event.eventId);
+    const append = checkAppend(streamId, events, options);
+    const { stream, expected, eventIds } = append;
 
     for (let attempt = 1; ; attempt++) {
       const state = await this.readStreamState(stream);
-      const actual: ActualStreamVersion = state.current ?? "no_stream";
       if (!satisfies(expected, state.current)) {
         const replay = await this.findReplay(stream.streamId, eventIds);
         if (replay) return replay;
-        throw new ExpectedVersionConflictError(stream.streamId, expected, actual);
+        throw new ExpectedVersionConflictError(stream.streamId, expected, state.current ?? "no_stream");
       }
-      const base = state.current ?? 0;
-      if (base + batch.length > MAX_STREAM_VERSION) {
-        throw new InvalidEventError(`stream ${stream.streamId} would exceed ${MAX_STREAM_VERSION} events`, {
-          context: { streamId: stream.streamId },
-        });
-      }
-      const recordedAt = this.clock().toISOString();
-      const stored = batch.map(({ event, dataJson }, i) => ({
-        event: {
-          ...event,
-          streamId: stream.streamId,
-          version: base + i + 1,
-          recordedAt,
-        } satisfies StoredEvent,
-        dataJson,
-      }));
-      const projection =
-        stream.kind === "document"
-          ? fold(
-              stored.map((s) => s.event),
-              evolveDocumentProjection,
-              state.projection,
-            )
-          : undefined;
-      const transactItems = this.appendItems(stream, state, stored, projection, recordedAt);
+      const prepared = this.prepareAppend(append, state, this.clock().toISOString());
 
       try {
-        await this.doc.send(new TransactWriteCommand({ TransactItems: transactItems }));
-        return { appended: true, firstVersion: base + 1, nextExpectedVersion: base + batch.length };
+        await this.doc.send(new TransactWriteCommand({ TransactItems: prepared.items }));
+        return {
+          appended: true,
+          firstVersion: prepared.firstVersion,
+          nextExpectedVersion: prepared.nextExpectedVersion,
+        };
       } catch (err) {
         if ((err as { name?: string }).name !== "TransactionCanceledException") {
           throw translateDynamoDbError(err, "appendToStream", { streamId: stream.streamId });
@@ -217,10 +223,7 @@ export class DynamoDbEventStore implements EventStore {
           const after = await this.readStreamState(stream);
           if (after.current === state.current) {
             // The head did not move, no marker exists, yet a condition failed: an event item beyond the head.
-            throw new EventStoreCorruptionError(
-              `stream ${stream.streamId} has event items beyond its head (version ${String(state.current)})`,
-              { cause: err, context: { streamId: stream.streamId, cancellationReasons: codes } },
-            );
+            throw beyondHead(stream.streamId, state.current, err, codes);
           }
           if (expected !== "any" && expected !== "stream_exists") {
             throw new ExpectedVersionConflictError(stream.streamId, expected, after.current ?? "no_stream", {
@@ -243,6 +246,225 @@ export class DynamoDbEventStore implements EventStore {
         await sleep(backoffDelay(this.retry, attempt));
       }
     }
+  }
+
+  /**
+   * Rounds until every append is written or reported: read the heads and projections of the pending appends (one
+   * consistent BatchGetItem per 50 streams); settle those whose expectation no longer holds (replay or conflict)
+   * without a transaction; pack the others into transactions (item count, size, `maxPerTransaction`) and send
+   * them. In a transaction cancelled by conditions, the reasons name the items that failed: their appends are checked
+   * like `appendToStream` checks its own (replay, conflict with the actual version, or for `"any"` /
+   * `"stream_exists"` another round), the other appends of that transaction go again in the next round. Transient
+   * cancellations charge the appends they name and back off as `appendToStream` does.
+   */
+  async appendToStreams(
+    appends: readonly StreamAppend[],
+    options?: AppendToStreamsOptions,
+  ): Promise<StreamAppendOutcome[]> {
+    const { list, maxPerTransaction } = checkAppends(appends, options);
+    const outcomes = new Array<StreamAppendOutcome | undefined>(list.length);
+    const failures = new Array<number>(list.length).fill(0);
+    let pending = list.map((_, i) => i);
+
+    while (pending.length > 0) {
+      const states = await this.readStreamStates(pending.map((i) => at(list, i).stream.streamId));
+      const stateOf = (i: number): StreamState => states.get(at(list, i).stream.streamId) ?? NO_STREAM;
+
+      // Expectations that no longer hold: a replay or a conflict, found without paying for a transaction.
+      const stale = pending.filter((i) => !satisfies(at(list, i).expected, stateOf(i).current));
+      const staleSet = new Set(stale);
+      await this.settleStale(list, stale, stateOf, outcomes);
+
+      const recordedAt = this.clock().toISOString();
+      const ready = pending
+        .filter((i) => !staleSet.has(i))
+        .map((index) => ({
+          index,
+          state: stateOf(index),
+          prepared: this.prepareAppend(at(list, index), stateOf(index), recordedAt),
+        }));
+      const groups = packTransactions(ready, maxPerTransaction);
+      const results = await mapSettled(groups, REQUESTS_IN_FLIGHT, (group) => this.sendTransaction(group));
+
+      const next: number[] = [];
+      const suspects: { index: number; state: StreamState; codes: string[]; cause: unknown }[] = [];
+      let backOff = false;
+      for (const [g, result] of results.entries()) {
+        const group = at(groups, g);
+        if (result.status === "rejected") throw result.reason;
+        const cancelled = result.value;
+        if (cancelled === undefined) {
+          for (const { index, prepared } of group) {
+            outcomes[index] = {
+              status: "appended",
+              streamId: at(list, index).stream.streamId,
+              firstVersion: prepared.firstVersion,
+              nextExpectedVersion: prepared.nextExpectedVersion,
+            };
+          }
+          continue;
+        }
+        const { codes, err } = cancelled;
+        const itemCount = group.reduce((n, m) => n + m.prepared.items.length, 0);
+        const other = codes.find(
+          (c) => c !== "None" && c !== "ConditionalCheckFailed" && !TRANSIENT_CANCELLATION_CODES.has(c),
+        );
+        if (other !== undefined || (codes.length !== itemCount && codes.length > 0)) {
+          throw translateCancellation(codes, err, "appendToStreams", {
+            streams: group.map((m) => at(list, m.index).stream.streamId).slice(0, 10),
+          });
+        }
+        let offset = 0;
+        for (const member of group) {
+          const own = codes.slice(offset, offset + member.prepared.items.length);
+          offset += member.prepared.items.length;
+          if (codes.length === 0 || own.includes("ConditionalCheckFailed")) {
+            // Without reasons every member is a suspect, but none proves corruption.
+            suspects.push({ ...member, codes: own, cause: err });
+          } else if (own.some((c) => TRANSIENT_CANCELLATION_CODES.has(c))) {
+            failures[member.index] = at(failures, member.index) + 1;
+            backOff = true;
+            next.push(member.index);
+          } else {
+            next.push(member.index); // cancelled for another append's sake: goes again, uncharged
+          }
+        }
+      }
+
+      if (suspects.length > 0) {
+        const markers = await this.getMarkers(suspects.flatMap((s) => at(list, s.index).eventIds));
+        const after = await this.readStreamStates(suspects.map((s) => at(list, s.index).stream.streamId));
+        for (const { index, state, codes, cause } of suspects) {
+          const { stream, expected, eventIds } = at(list, index);
+          const replay = replayOf(stream.streamId, eventIds, markers);
+          if (replay) {
+            outcomes[index] = replayed(stream.streamId, replay);
+            continue;
+          }
+          const now = after.get(stream.streamId) ?? NO_STREAM;
+          if (now.current === state.current && codes.includes("ConditionalCheckFailed")) {
+            // The head did not move, no marker exists, yet one of its conditions failed.
+            throw beyondHead(stream.streamId, state.current, cause, codes);
+          }
+          if (now.current !== state.current && expected !== "any" && expected !== "stream_exists") {
+            outcomes[index] = {
+              status: "conflict",
+              streamId: stream.streamId,
+              error: new ExpectedVersionConflictError(stream.streamId, expected, now.current ?? "no_stream", {
+                cause,
+              }),
+            };
+            continue;
+          }
+          // "any" / "stream_exists" lost a race (or no reasons were given): another round, charged.
+          failures[index] = at(failures, index) + 1;
+          backOff = true;
+          next.push(index);
+        }
+      }
+
+      pending = next.sort((a, b) => a - b);
+      const worst = pending.reduce((n, i) => Math.max(n, at(failures, i)), 0);
+      if (worst >= this.retry.maxAttempts) {
+        const stuck = pending.filter((i) => at(failures, i) >= this.retry.maxAttempts);
+        throw new EventStoreUnavailableError(
+          `${stuck.length} append(s) kept colliding with concurrent writers (${worst} attempts); retry later`,
+          {
+            context: {
+              streams: stuck.map((i) => at(list, i).stream.streamId).slice(0, 10),
+              attempts: worst,
+              settled: outcomes.filter((o) => o !== undefined).length,
+            },
+          },
+        );
+      }
+      if (backOff && pending.length > 0) await sleep(backoffDelay(this.retry, Math.max(1, worst)));
+    }
+    return outcomes.map((o, i) => {
+      if (o === undefined) throw new Error(`appendToStreams left append ${i} without an outcome`);
+      return o;
+    });
+  }
+
+  /** Appends whose expectation failed before any write: replays (by their markers) or conflicts. */
+  private async settleStale(
+    list: readonly CheckedAppend[],
+    stale: readonly number[],
+    stateOf: (i: number) => StreamState,
+    outcomes: (StreamAppendOutcome | undefined)[],
+  ): Promise<void> {
+    if (stale.length === 0) return;
+    const markers = await this.getMarkers(stale.flatMap((i) => at(list, i).eventIds));
+    for (const i of stale) {
+      const { stream, expected, eventIds } = at(list, i);
+      const replay = replayOf(stream.streamId, eventIds, markers);
+      outcomes[i] = replay
+        ? replayed(stream.streamId, replay)
+        : {
+            status: "conflict",
+            streamId: stream.streamId,
+            error: new ExpectedVersionConflictError(
+              stream.streamId,
+              expected,
+              stateOf(i).current ?? "no_stream",
+            ),
+          };
+    }
+  }
+
+  /** One transaction of appends: undefined when committed, the cancellation reasons when cancelled. */
+  private async sendTransaction(
+    group: readonly { index: number; prepared: PreparedAppend }[],
+  ): Promise<{ codes: string[]; err: unknown } | undefined> {
+    try {
+      await this.doc.send(
+        new TransactWriteCommand({ TransactItems: group.flatMap((m) => m.prepared.items) }),
+      );
+      return undefined;
+    } catch (err) {
+      if ((err as { name?: string }).name !== "TransactionCanceledException") {
+        throw translateDynamoDbError(err, "appendToStreams", { appends: group.length });
+      }
+      return { codes: cancellationCodes(err), err };
+    }
+  }
+
+  /**
+   * The one place an append becomes items: versions after the head read, the projection folded from the stored
+   * projection, and the transaction items (head, events, markers, projection when it changes).
+   */
+  private prepareAppend(append: CheckedAppend, state: StreamState, recordedAt: string): PreparedAppend {
+    const { stream, batch } = append;
+    const base = state.current ?? 0;
+    if (base + batch.length > MAX_STREAM_VERSION) {
+      throw new InvalidEventError(`stream ${stream.streamId} would exceed ${MAX_STREAM_VERSION} events`, {
+        context: { streamId: stream.streamId },
+      });
+    }
+    const stored = batch.map(({ event, dataJson }, i) => ({
+      event: {
+        ...event,
+        streamId: stream.streamId,
+        version: base + i + 1,
+        recordedAt,
+      } satisfies StoredEvent,
+      dataJson,
+    }));
+    const projection =
+      stream.kind === "document"
+        ? fold(
+            stored.map((s) => s.event),
+            evolveDocumentProjection,
+            state.projection,
+          )
+        : undefined;
+    const items = this.appendItems(stream, state, stored, projection, recordedAt);
+    return {
+      items,
+      firstVersion: base + 1,
+      nextExpectedVersion: base + batch.length,
+      bytes: items.reduce((n, t) => n + itemBytes(t.Put?.Item ?? {}), 0),
+    };
   }
 
   private appendItems(
@@ -353,13 +575,22 @@ export class DynamoDbEventStore implements EventStore {
       },
       "appendToStream",
     );
-    let current: number | undefined;
-    let projection: DocumentProjection | undefined;
+    return streamStateOf(items);
+  }
+
+  /** `readStreamState` for many streams: their head and projection items, in consistent BatchGetItems. */
+  private async readStreamStates(streamIds: readonly string[]): Promise<Map<string, StreamState>> {
+    const items = await this.batchGet(
+      streamIds.flatMap((s) => [keys.head(s), keys.projection(s)]),
+      "appendToStreams",
+      "read stream heads",
+    );
+    const byStream = new Map<string, Item[]>();
     for (const item of items) {
-      if (item.sk === SK_HEAD) current = positiveInt(item.version, item, "head version");
-      else if (item.kind === "projection") projection = decodeProjection(item);
+      const pk = String(item.pk);
+      byStream.set(pk, [...(byStream.get(pk) ?? []), item]);
     }
-    return { current, projection };
+    return new Map(streamIds.map((s) => [s, streamStateOf(byStream.get(s) ?? [])]));
   }
 
   /**
@@ -370,60 +601,60 @@ export class DynamoDbEventStore implements EventStore {
     streamId: StreamId,
     eventIds: readonly string[],
   ): Promise<AppendResult | undefined> {
-    const markers = await this.getMarkers(eventIds);
-    if (markers.size === 0) return undefined;
-    const found = eventIds.map((id) => markers.get(id));
-    const first = found[0];
-    const consistent =
-      first !== undefined &&
-      found.every((m, i) => m !== undefined && m.streamId === streamId && m.version === first.version + i);
-    if (!consistent || markers.size !== eventIds.length) {
-      const elsewhere = [...markers.values()].map((m) => ({
-        eventId: m.eventId,
-        streamId: m.streamId,
-        version: m.version,
-      }));
-      throw new EventIdConflictError(
-        `event ids of this batch were already used by another append (${markers.size} of ${eventIds.length} stored)`,
-        { context: { streamId, stored: elsewhere.slice(0, 10) } },
-      );
-    }
-    return {
-      appended: false,
-      firstVersion: first.version,
-      nextExpectedVersion: first.version + eventIds.length - 1,
-    };
+    return replayOf(streamId, eventIds, await this.getMarkers(eventIds));
   }
 
   private async getMarkers(eventIds: readonly string[]): Promise<Map<string, MarkerItem>> {
+    const items = await this.batchGet(
+      eventIds.map((id) => keys.eventIdMarker(id)),
+      "appendToStream",
+      "read event-id markers",
+    );
     const result = new Map<string, MarkerItem>();
-    let pending: Item[] = eventIds.map((id) => keys.eventIdMarker(id));
-    for (let attempt = 1; pending.length > 0; attempt++) {
-      let out;
-      try {
-        out = await this.doc.send(
-          new BatchGetCommand({
-            RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } },
-          }),
-        );
-      } catch (err) {
-        throw translateDynamoDbError(err, "appendToStream", { step: "read event-id markers" });
-      }
-      for (const item of out.Responses?.[this.tableName] ?? []) {
-        const marker = decodeMarker(item);
-        result.set(marker.eventId, marker);
-      }
-      pending = out.UnprocessedKeys?.[this.tableName]?.Keys ?? [];
-      if (pending.length > 0) {
-        if (attempt >= this.retry.maxAttempts) {
-          throw new EventStoreUnavailableError(
-            "DynamoDB kept deferring reads of event-id markers; retry later",
-          );
-        }
-        await sleep(backoffDelay(this.retry, attempt));
-      }
+    for (const item of items) {
+      const marker = decodeMarker(item);
+      result.set(marker.eventId, marker);
     }
     return result;
+  }
+
+  /** Consistent BatchGetItem of any number of keys (100 a request), retrying what DynamoDB leaves unprocessed. */
+  private async batchGet(keyList: readonly Item[], operation: string, step: string): Promise<Item[]> {
+    const chunks: Item[][] = [];
+    for (let i = 0; i < keyList.length; i += MAX_BATCH_GET_KEYS) {
+      chunks.push(keyList.slice(i, i + MAX_BATCH_GET_KEYS));
+    }
+    const results = await mapSettled(chunks, REQUESTS_IN_FLIGHT, async (chunk) => {
+      const found: Item[] = [];
+      let pending: Item[] = chunk;
+      for (let attempt = 1; pending.length > 0; attempt++) {
+        let out;
+        try {
+          out = await this.doc.send(
+            new BatchGetCommand({
+              RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } },
+            }),
+          );
+        } catch (err) {
+          throw translateDynamoDbError(err, operation, { step });
+        }
+        found.push(...(out.Responses?.[this.tableName] ?? []));
+        pending = out.UnprocessedKeys?.[this.tableName]?.Keys ?? [];
+        if (pending.length > 0) {
+          if (attempt >= this.retry.maxAttempts) {
+            throw new EventStoreUnavailableError(`DynamoDB kept deferring reads (${step}); retry later`, {
+              context: { operation, step },
+            });
+          }
+          await sleep(backoffDelay(this.retry, attempt));
+        }
+      }
+      return found;
+    });
+    return results.flatMap((r) => {
+      if (r.status === "rejected") throw r.reason;
+      return r.value;
+    });
   }
 
   // ------------------------------------------------------------------------------------------------ read
@@ -685,6 +916,76 @@ export class DynamoDbEventStore implements EventStore {
 // ---------------------------------------------------------------------------------------------------------------
 // Validation
 
+function checkAppend(streamId: unknown, events: readonly NewEvent[], options: AppendOptions): CheckedAppend {
+  const stream = parseStreamId(streamId);
+  const batch = validateBatch(stream, events);
+  const expected = validateExpected(options);
+  return { stream, batch, expected, eventIds: batch.map((b) => b.event.eventId) };
+}
+
+/** Every append of an `appendToStreams` call, checked before anything is read or written. */
+function checkAppends(
+  appends: readonly StreamAppend[],
+  options: AppendToStreamsOptions | undefined,
+): { list: CheckedAppend[]; maxPerTransaction: number } {
+  if (options !== undefined && (typeof options !== "object" || options === null)) {
+    throw new InvalidStoreOptionsError("appendToStreams options must be an object");
+  }
+  const maxPerTransaction =
+    options?.maxPerTransaction === undefined
+      ? MAX_TRANSACTION_ITEMS
+      : checkInt(options.maxPerTransaction, "maxPerTransaction", 1, MAX_TRANSACTION_ITEMS);
+  if (!Array.isArray(appends)) {
+    throw new InvalidEventError("appends must be an array", { context: { field: "appends" } });
+  }
+  const streams = new Map<string, number>();
+  const eventIds = new Map<string, number>();
+  const list = (appends as readonly unknown[]).map((raw, i) => {
+    if (typeof raw !== "object" || raw === null) {
+      throw new InvalidEventError(`append ${i} must be an object with streamId, events and expectedVersion`, {
+        context: { field: "appends", appendIndex: i },
+      });
+    }
+    const append = raw as StreamAppend;
+    let checked: CheckedAppend;
+    try {
+      checked = checkAppend(append.streamId, append.events, append);
+    } catch (err) {
+      throw withAppendIndex(err, i);
+    }
+    const streamId = checked.stream.streamId;
+    const earlier = streams.get(streamId);
+    if (earlier !== undefined) {
+      throw new InvalidStreamIdError(
+        `appends ${earlier} and ${i} both go to stream ${streamId}: one append per stream and call`,
+        { context: { streamId, appendIndex: i, otherAppendIndex: earlier } },
+      );
+    }
+    streams.set(streamId, i);
+    for (const eventId of checked.eventIds) {
+      const other = eventIds.get(eventId);
+      if (other !== undefined) {
+        throw new InvalidEventError(`eventId ${eventId} appears in appends ${other} and ${i}`, {
+          context: { eventId, appendIndex: i, otherAppendIndex: other },
+        });
+      }
+      eventIds.set(eventId, i);
+    }
+    return checked;
+  });
+  return { list, maxPerTransaction };
+}
+
+/** The same bad-input error, naming the append of the call it came from. */
+function withAppendIndex(err: unknown, index: number): unknown {
+  if (!(err instanceof InvalidInputError)) return err;
+  const Type = err.constructor as new (message: string, options: AmkErrorOptions) => InvalidInputError;
+  return new Type(`append ${index}: ${err.message}`, {
+    cause: err,
+    context: { ...err.context, appendIndex: index },
+  });
+}
+
 function validateBatch(
   stream: ParsedStreamId,
   events: readonly NewEvent[],
@@ -772,6 +1073,139 @@ function keyVersion(keyId: string): number {
 function cancellationCodes(err: unknown): string[] {
   const reasons = (err as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
   return reasons.map((r) => r.Code ?? "None");
+}
+
+function beyondHead(
+  streamId: string,
+  current: number | undefined,
+  cause: unknown,
+  codes: readonly string[],
+): EventStoreCorruptionError {
+  return new EventStoreCorruptionError(
+    `stream ${streamId} has event items beyond its head (version ${String(current)})`,
+    { cause, context: { streamId, cancellationReasons: codes } },
+  );
+}
+
+/**
+ * When every event id of the batch is stored on this stream at consecutive versions in batch order: the original
+ * result. None stored: undefined. Anything else: `EventIdConflictError`. `markers` may hold other batches' markers.
+ */
+function replayOf(
+  streamId: string,
+  eventIds: readonly string[],
+  markers: ReadonlyMap<string, MarkerItem>,
+): AppendResult | undefined {
+  const found = eventIds.map((id) => markers.get(id));
+  const stored = found.filter((m): m is MarkerItem => m !== undefined);
+  if (stored.length === 0) return undefined;
+  const first = found[0];
+  const consistent =
+    first !== undefined &&
+    found.every((m, i) => m !== undefined && m.streamId === streamId && m.version === first.version + i);
+  if (!consistent) {
+    const elsewhere = stored.map((m) => ({ eventId: m.eventId, streamId: m.streamId, version: m.version }));
+    throw new EventIdConflictError(
+      `event ids of this batch were already used by another append (${stored.length} of ${eventIds.length} stored)`,
+      { context: { streamId, stored: elsewhere.slice(0, 10) } },
+    );
+  }
+  return {
+    appended: false,
+    firstVersion: first.version,
+    nextExpectedVersion: first.version + eventIds.length - 1,
+  };
+}
+
+function replayed(streamId: string, replay: AppendResult): StreamAppendOutcome {
+  return {
+    status: "replayed",
+    streamId,
+    firstVersion: replay.firstVersion,
+    nextExpectedVersion: replay.nextExpectedVersion,
+  };
+}
+
+/**
+ * Consecutive appends (in input order) into transactions of at most `maxPerTransaction` appends, 100 items and
+ * the size budget; an append that is alone always goes (one append never exceeds the limits).
+ */
+function packTransactions<T extends { prepared: PreparedAppend }>(
+  ready: readonly T[],
+  maxPerTransaction: number,
+): T[][] {
+  const groups: T[][] = [];
+  let group: T[] = [];
+  let items = 0;
+  let bytes = 0;
+  for (const append of ready) {
+    const n = append.prepared.items.length;
+    const b = append.prepared.bytes;
+    if (
+      group.length > 0 &&
+      (group.length >= maxPerTransaction ||
+        items + n > MAX_TRANSACTION_ITEMS ||
+        bytes + b > MAX_TRANSACTION_BYTES)
+    ) {
+      groups.push(group);
+      group = [];
+      items = 0;
+      bytes = 0;
+    }
+    group.push(append);
+    items += n;
+    bytes += b;
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
+}
+
+/** An upper estimate of an item's size as DynamoDB counts it (attribute names and values). */
+function itemBytes(item: Item): number {
+  let bytes = 0;
+  for (const [name, value] of Object.entries(item)) {
+    bytes += Buffer.byteLength(name, "utf8");
+    if (typeof value === "string") bytes += Buffer.byteLength(value, "utf8");
+    else if (typeof value === "number") bytes += 21;
+    else bytes += Buffer.byteLength(JSON.stringify(value) ?? "", "utf8");
+  }
+  return bytes + 100;
+}
+
+/** `fn` over `items`, at most `limit` at a time, waiting for all of them (so no write is left unobserved). */
+async function mapSettled<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<PromiseSettledResult<R>[]> {
+  const results = new Array<PromiseSettledResult<R>>(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        results[i] = { status: "fulfilled", value: await fn(at(items, i)) };
+      } catch (reason) {
+        results[i] = { status: "rejected", reason };
+      }
+    }
+  });
+  await Promise.all(workers);
+  return results;
+}
+
+function at<T>(items: readonly T[], index: number): T {
+  return items[index] as T;
+}
+
+function streamStateOf(items: readonly Item[]): StreamState {
+  let current: number | undefined;
+  let projection: DocumentProjection | undefined;
+  for (const item of items) {
+    if (item.sk === SK_HEAD) current = positiveInt(item.version, item, "head version");
+    else if (item.kind === "projection") projection = decodeProjection(item);
+  }
+  return { current, projection };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
