@@ -5,17 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { createApp } from "../../infra/bin/app.js";
-import { aslFromTemplate, runLocal } from "../../workflows/local-runner.js";
+import { runLocal } from "../../workflows/local-runner.js";
+import { rotationHandlers, synthRotationWorkflow } from "../support/rotation-workflow.js";
 import { keyStoreFromEnv } from "../../functions/shared/key-store.js";
 import { eventStoreFromEnv } from "../../functions/shared/event-store.js";
 import { vaultFromEnv } from "../../functions/shared/vault.js";
-import * as rotation from "../../functions/rotation/handlers.js";
 import { DataKeyService } from "../../core/datakeys/data-keys.js";
 import { KitService } from "../../core/kit/kit-service.js";
 import { RecordingAlerts } from "../../core/alerts/alerts.js";
@@ -43,7 +41,6 @@ describe(`rotation of ${DOCUMENTS} documents through the local workflow`, () => 
   const ws = `scale-${randomUUID().slice(0, 8)}`;
 
   before(async () => {
-    synthDir = mkdtempSync(join(tmpdir(), "amk-scale-synth-"));
     hsm = await createTestHsm(["scale"]);
     ddb = await useTestDynamoDb();
     vaultDir = await mkdtemp(join(tmpdir(), "amk-scale-vault-"));
@@ -96,25 +93,11 @@ describe(`rotation of ${DOCUMENTS} documents through the local workflow`, () => 
 
   it("ends with a census of zero on the old version and every DEK unchanged", async () => {
     assert.equal(await events.countDocumentsByKeyId(ws, masterKeyId(ws, 1)), DOCUMENTS);
-    const cdkJson = JSON.parse(readFileSync(join(process.cwd(), "cdk.json"), "utf8")) as {
-      context?: Record<string, unknown>;
-    };
-    const amk = createApp({
-      context: { ...cdkJson.context, "aws:cdk:bundling-stacks": [] },
-      outdir: synthDir,
-    });
-    amk.app.synth();
-    const wf = aslFromTemplate(amk.stateless, "RotationWorkflow/StateMachine");
+    const synth = synthRotationWorkflow();
+    synthDir = synth.outdir;
     const run = await runLocal({
-      ...wf,
-      handlers: {
-        RotationStart: rotation.startHandler,
-        RotationPlan: rotation.planHandler,
-        RotationRewrapShard: (e: unknown) => rotation.rewrapShardHandler(e),
-        RotationCensus: rotation.censusHandler,
-        RotationComplete: rotation.completeHandler,
-        RotationFailure: rotation.failureHandler,
-      },
+      ...synth.wf,
+      handlers: rotationHandlers,
       input: { workspaceId: ws },
       waitTimeOverride: 0,
       retryIntervalOverride: 0,

@@ -7,17 +7,15 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { createApp } from "../../infra/bin/app.js";
+import { rotationHandlers, synthRotationWorkflow } from "../support/rotation-workflow.js";
 import { aslFromTemplate, leakedSecrets, runLocal } from "../../workflows/local-runner.js";
 import { keyStoreFromEnv } from "../../functions/shared/key-store.js";
 import { eventStoreFromEnv } from "../../functions/shared/event-store.js";
 import { vaultFromEnv } from "../../functions/shared/vault.js";
-import * as rotation from "../../functions/rotation/handlers.js";
 import { DataKeyService } from "../../core/datakeys/data-keys.js";
 import { KitService } from "../../core/kit/kit-service.js";
 import { RecordingAlerts } from "../../core/alerts/alerts.js";
@@ -33,26 +31,7 @@ import { useTestDynamoDb, type TestDynamoDb } from "../support/dynamodb.js";
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const ALL = ["file", "metadata", "thumb", "preview", "archive"];
 
-/** The deployed app's stateless stack, synthesised offline without bundling: its rotation state machine's ASL. */
-function synthRotationWorkflow() {
-  const outdir = mkdtempSync(join(tmpdir(), "amk-rotation-wf-"));
-  const cdkJson = JSON.parse(readFileSync(join(process.cwd(), "cdk.json"), "utf8")) as {
-    context?: Record<string, unknown>;
-  };
-  const amk = createApp({ context: { ...cdkJson.context, "aws:cdk:bundling-stacks": [] }, outdir });
-  amk.app.synth();
-  return { stack: amk.stateless, outdir };
-}
-
-const handlers = {
-  RotationStart: rotation.startHandler,
-  RotationPlan: rotation.planHandler,
-  RotationRewrapShard: (e: unknown) =>
-    rotation.rewrapShardHandler(e, { getRemainingTimeInMillis: () => 60_000 }),
-  RotationCensus: rotation.censusHandler,
-  RotationComplete: rotation.completeHandler,
-  RotationFailure: rotation.failureHandler,
-};
+const handlers = rotationHandlers;
 
 describe("rotation workflow (synthesised ASL, local runner, real handlers)", () => {
   let hsm: TestHsm;
@@ -71,7 +50,7 @@ describe("rotation workflow (synthesised ASL, local runner, real handlers)", () 
   before(async () => {
     const synth = synthRotationWorkflow();
     synthDir = synth.outdir;
-    wf = aslFromTemplate(synth.stack, "RotationWorkflow/StateMachine");
+    wf = synth.wf;
     hsm = await createTestHsm(["rotation-wf"]);
     ddb = await useTestDynamoDb();
     vaultDir = await mkdtemp(join(tmpdir(), "amk-wf-vault-"));
