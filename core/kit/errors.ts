@@ -48,3 +48,8 @@ export class KitSlotNotFoundError extends KitError {
 
 /** A passphrase that the policy refuses; the message says why (never the passphrase). */
 export class WeakPassphraseError extends InvalidInputError {}
+
+/** The workspace is not ready for what was asked (no master key or drill key yet, an administrator not enrolled). */
+export class KitStateError extends AmkError {
+  readonly code = "KIT_STATE";
+}

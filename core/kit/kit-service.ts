@@ -15,7 +15,6 @@ import {
 import type { EventStore } from "../eventstore/event-store.js";
 import { newEvent } from "../eventstore/events.js";
 import { workspaceStreamId } from "../eventstore/stream-id.js";
-import { DataKeyError } from "../datakeys/errors.js";
 import { KeyAlreadyExistsError, KeyIntegrityError } from "../keystore/errors.js";
 import { drillKeyId, parseDrillKeyId, parseKeyId } from "../keystore/key-id.js";
 import type { KeyStore, OaepHash, TransportKeyRef } from "../keystore/key-store.js";
@@ -29,7 +28,7 @@ import { checkPassphrase } from "../factors/passphrase-policy.js";
 import { DEFAULT_TOTP, newTotpSeed, totpUri, type TotpParams } from "../factors/totp.js";
 import { UnlockGate } from "../factors/unlock-gate.js";
 import { sealNewIdentity } from "./crypto.js";
-import { KitIntegrityError, KitWrongFactorError, KitWrongPassphraseError } from "./errors.js";
+import { KitIntegrityError, KitStateError, KitWrongFactorError, KitWrongPassphraseError } from "./errors.js";
 import { readKit, type FactorDescriptor, type KitBody, type ParsedKit } from "./format.js";
 import {
   buildKit,
@@ -104,10 +103,6 @@ export interface InventoryReport {
     status: "ok" | "stale" | "never-acknowledged" | "not-in-current-kit";
   }[];
   readonly unacknowledgedKitVersions: readonly number[];
-}
-
-export class KitError extends DataKeyError {
-  readonly code = "KIT_STATE";
 }
 
 export class KitService {
@@ -233,20 +228,20 @@ export class KitService {
   ): Promise<IssuedKit> {
     const ws = await readWorkspace(this.deps.events, workspaceId);
     if (ws.keys.length === 0 || !ws.activeKeyId)
-      throw new KitError(`workspace ${workspaceId} has no master key yet`);
-    if (!ws.drill) throw new KitError(`workspace ${workspaceId} has no drill key yet`);
+      throw new KitStateError(`workspace ${workspaceId} has no master key yet`);
+    if (!ws.drill) throw new KitStateError(`workspace ${workspaceId} has no drill key yet`);
     const admins = options.admins ?? (await this.currentRecipients(workspaceId));
-    if (admins.length === 0) throw new KitError("a kit needs at least one administrator");
+    if (admins.length === 0) throw new KitStateError("a kit needs at least one administrator");
     for (const a of admins) {
       const enrolled = ws.admins[a.adminId];
       if (!enrolled || enrolled.recipient !== Buffer.from(a.recipient).toString("base64")) {
-        throw new KitError(`administrator ${a.adminId} is not enrolled with that public key`, {
+        throw new KitStateError(`administrator ${a.adminId} is not enrolled with that public key`, {
           context: { adminId: a.adminId },
         });
       }
     }
     const drill = await this.deps.keyStore.getDrillKey(parseDrillKeyId(ws.drill.drillKeyId));
-    if (!drill) throw new KitError(`drill key ${ws.drill.drillKeyId} is missing from the HSM`);
+    if (!drill) throw new KitStateError(`drill key ${ws.drill.drillKeyId} is missing from the HSM`);
 
     const kitSecret = newKitSecret();
     const wrapKey = wrapKeyOf(kitSecret);
