@@ -411,8 +411,7 @@ export class StatelessStack extends Stack {
 
     // The vault stack's design (infra/lib/vault-stack.ts): every vault call goes through its access role, assumed
     // with the session tag amk:vault-caller=writer; the vault key is usable by that role only, so this role gets no
-    // Secrets Manager or KMS right of its own. NOTE: the handlers do not assume the role yet (functions/shared/vault.ts
-    // uses the function's own credentials), so the kit re-issue is refused until they do (docs/infrastructure.md).
+    // Secrets Manager or KMS right of its own. functions/shared/vault.ts assumes it (AMK_VAULT_ACCESS_ROLE_ARN).
     const vaultAccessRoleArn =
       config.vault.accessRoleArn ??
       this.formatArn({
@@ -487,7 +486,11 @@ export class StatelessStack extends Stack {
         memorySize: 512,
         timeout: Duration.seconds(120),
         roleName: rotationCompleteRoleName(config),
-        environment: config.vault.keyArn === undefined ? {} : { AMK_VAULT_KMS_KEY_ID: config.vault.keyArn },
+        environment: {
+          AMK_VAULT_ACCESS_ROLE_ARN: vaultAccessRoleArn,
+          AMK_VAULT_CALLER: CALLER_TAG_VALUES.writer,
+          ...(config.vault.keyArn === undefined ? {} : { AMK_VAULT_KMS_KEY_ID: config.vault.keyArn }),
+        },
         statements: vaultWriterStatements,
       }),
       failure: step("RotationFailure", "rotation-failure", "failureHandler", A.failure, {

@@ -493,6 +493,24 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         // The rotation handlers build the vault client in every step; the vault defaults to the service's region.
         ...(name.startsWith("rotation-") ? { AMK_VAULT_REGION: { Ref: "AWS::Region" } } : {}),
         ...(name === "rotation-rewrap-shard" ? { AMK_REWRAP_BUDGET_MS: "840000" } : {}),
+        // Only the kit re-issue reaches the vault, through its access role with the writer session tag.
+        ...(name === "rotation-complete"
+          ? {
+              AMK_VAULT_ACCESS_ROLE_ARN: {
+                "Fn::Join": [
+                  "",
+                  [
+                    "arn:",
+                    { Ref: "AWS::Partition" },
+                    ":iam::",
+                    { Ref: "AWS::AccountId" },
+                    ":role/amk-test-vault-access",
+                  ],
+                ],
+              },
+              AMK_VAULT_CALLER: "writer",
+            }
+          : {}),
         POWERTOOLS_SERVICE_NAME: `arquivomate-keys-${name}`,
         NODE_OPTIONS: "--enable-source-maps",
       });

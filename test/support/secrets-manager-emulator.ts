@@ -39,6 +39,10 @@ export interface InjectedFailure {
 export interface EmulatorRequest {
   readonly operation: string;
   readonly body: Record<string, unknown>;
+  /** The access key id the request was signed with (from its SigV4 Authorization header). */
+  readonly accessKeyId?: string;
+  /** The session token sent with the request (temporary credentials). */
+  readonly sessionToken?: string;
 }
 
 export interface SecretsManagerEmulator {
@@ -278,7 +282,14 @@ export async function startSecretsManagerEmulator(
       violations.push(`${operation}: ${problem}`);
       return send(res, 400, { __type: "SerializationException", message: problem });
     }
-    requests.push({ operation, body });
+    const accessKeyId = /Credential=([^/]+)\//.exec(req.headers.authorization ?? "")?.[1];
+    const token = req.headers["x-amz-security-token"];
+    requests.push({
+      operation,
+      body,
+      ...(accessKeyId ? { accessKeyId } : {}),
+      ...(typeof token === "string" ? { sessionToken: token } : {}),
+    });
     const injected = failures.find((f) => (f.failure.operation ?? operation) === operation);
     if (injected !== undefined) {
       if (--injected.left <= 0) failures.splice(failures.indexOf(injected), 1);
