@@ -134,6 +134,15 @@ export interface EventStore {
     options?: AppendToStreamsOptions,
   ): Promise<StreamAppendOutcome[]>;
 
+  /**
+   * The events at the given positions (stream and version), in input order; undefined where a stream has no event at
+   * that version. Strongly consistent, batched: for readers that know where to look (the re-wrap reads each
+   * document's current record at the projection's `keysVersion`).
+   */
+  readEvents(
+    refs: readonly { readonly streamId: string; readonly version: number }[],
+  ): Promise<(StoredEvent | undefined)[]>;
+
   /** Events of a stream in version order, with a cursor when a `limit` cut the page short. */
   readStream(streamId: string, options?: ReadStreamOptions): Promise<ReadStreamResult>;
 

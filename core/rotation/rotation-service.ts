@@ -31,7 +31,7 @@ import {
 import type { EventStore, StreamAppend } from "../eventstore/event-store.js";
 import { ExpectedVersionConflictError } from "../eventstore/errors.js";
 import { newEvent, type StoredEvent } from "../eventstore/events.js";
-import { projectDocument } from "../eventstore/projection.js";
+import { projectDocument, type DocumentProjection } from "../eventstore/projection.js";
 import { documentStreamId, workspaceStreamId } from "../eventstore/stream-id.js";
 import {
   associatedData,
@@ -246,11 +246,7 @@ export class RotationService {
         },
       );
       if (page.length === 0) return { shard: input.shard, fromKeyId, moved, skipped, remaining: false };
-      const results = await this.rewrapPage(
-        input.workspaceId,
-        page.map((d) => d.documentId),
-        rotation.toKeyId,
-      );
+      const results = await this.rewrapPage(input.workspaceId, page, rotation.toKeyId);
       const movedHere = results.filter((r) => r === "moved").length;
       moved += movedHere;
       skipped += results.length - movedHere;
@@ -288,27 +284,54 @@ export class RotationService {
   }
 
   /**
-   * Re-wraps a page of documents: reads and HSM work run concurrently, then one `appendToStreams` writes every new
-   * record in as few transactions as DynamoDB allows, each conditional on its own stream's version. The documents
-   * whose append lost a race are re-read and retried one by one.
+   * Re-wraps a page of documents. Listed documents (census projections) have their current record read in one
+   * batch at the projection's `keysVersion`, and are appended at the projection's `version`; bare ids are read in
+   * full. HSM work runs concurrently; one `appendToStreams` writes every new record in as few transactions as
+   * DynamoDB allows, each conditional on its own stream's version. A document whose append lost a race (or whose
+   * listing was stale) is re-read in full and retried on its own: never overwritten.
    */
   async rewrapPage(
     workspaceId: string,
-    documentIds: readonly string[],
+    documents: readonly (string | DocumentProjection)[],
     toKeyId: KeyId,
   ): Promise<("moved" | "skipped")[]> {
-    const prepared = await mapLimit(documentIds, this.concurrency, (d) =>
-      this.prepareRewrap(workspaceId, d, toKeyId),
+    const listed = documents.map((d) => (typeof d === "string" ? undefined : d));
+    const refs = listed.flatMap((p) =>
+      p?.keysVersion === undefined
+        ? []
+        : [{ streamId: documentStreamId(workspaceId, p.documentId), version: p.keysVersion }],
     );
+    const fetched = refs.length > 0 ? await this.deps.events.readEvents(refs) : [];
+    const recordAt = new Map(fetched.flatMap((e) => (e ? [[e.streamId as string, e] as const] : [])));
+    const prepared = await mapLimit(documents, this.concurrency, (d) => {
+      const documentId = typeof d === "string" ? d : d.documentId;
+      const known =
+        typeof d === "string" ? undefined : recordAt.get(documentStreamId(workspaceId, documentId));
+      if (
+        typeof d !== "string" &&
+        known &&
+        known.type === EventTypes.DocumentEncryptionKeysAdded &&
+        d.status !== "deleted"
+      ) {
+        return this.buildRewrap(
+          workspaceId,
+          documentId,
+          known.data as DocumentEncryptionKeysAddedData,
+          d.version,
+          toKeyId,
+        );
+      }
+      return this.prepareRewrap(workspaceId, documentId, toKeyId);
+    });
     const appends = prepared.filter((p): p is StreamAppend => p !== "skipped");
     const outcomes = appends.length > 0 ? await this.deps.events.appendToStreams(appends) : [];
     const byStream = new Map(outcomes.map((o) => [o.streamId, o]));
-    return mapLimit(documentIds, this.concurrency, async (d, i) => {
+    return mapLimit(documents, this.concurrency, async (d, i) => {
       const p = prepared[i]!;
       if (p === "skipped") return "skipped";
       const outcome = byStream.get(p.streamId);
       if (outcome && outcome.status !== "conflict") return "moved";
-      return this.rewrapDocument(workspaceId, d, toKeyId);
+      return this.rewrapDocument(workspaceId, typeof d === "string" ? d : d.documentId, toKeyId);
     });
   }
 
@@ -324,7 +347,24 @@ export class RotationService {
     let current: StoredEvent | undefined;
     for (const e of events) if (e.type === EventTypes.DocumentEncryptionKeysAdded) current = e;
     if (!current || status === "deleted") return "skipped";
-    const record = current.data as DocumentEncryptionKeysAddedData;
+    return this.buildRewrap(
+      workspaceId,
+      documentId,
+      current.data as DocumentEncryptionKeysAddedData,
+      currentVersion ?? 0,
+      toKeyId,
+    );
+  }
+
+  /** Re-wraps a record's artifacts inside the HSM into the append of its successor at `currentVersion`. */
+  private async buildRewrap(
+    workspaceId: string,
+    documentId: string,
+    record: DocumentEncryptionKeysAddedData,
+    currentVersion: number,
+    toKeyId: KeyId,
+  ): Promise<StreamAppend | "skipped"> {
+    const stream = documentStreamId(workspaceId, documentId);
     if (record.KeyId === toKeyId && record.WrapFormat === WrapFormats.AmkGcmV1) return "skipped";
     if (!isWrapFormat(record.WrapFormat) || !Array.isArray(record.Artifacts)) {
       throw new WrapRecordCorruptError(`document ${documentId}'s wrap record cannot be read`, {
@@ -357,7 +397,7 @@ export class RotationService {
     return {
       streamId: stream,
       events: [newEvent(EventTypes.DocumentEncryptionKeysAdded, data, { eventId, occurredAt })],
-      expectedVersion: currentVersion ?? "no_stream",
+      expectedVersion: currentVersion === 0 ? "no_stream" : currentVersion,
     };
   }
 

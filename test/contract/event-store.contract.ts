@@ -180,6 +180,9 @@ class RecordingStore implements EventStore {
   readStream(streamId: string, options?: ReadStreamOptions) {
     return this.inner.readStream(streamId, options);
   }
+  readEvents(refs: readonly { streamId: string; version: number }[]) {
+    return this.inner.readEvents(refs);
+  }
   getDocumentProjection(workspaceId: string, documentId: string) {
     return this.inner.getDocumentProjection(workspaceId, documentId);
   }
@@ -288,6 +291,44 @@ export function eventStoreContract(backend: string, factory: EventStoreFactory):
   }
 
   describe(`EventStore contract: ${backend}`, () => {
+    it("reads events by position in batches, in input order, undefined where there is none", () =>
+      withStore(async (store) => {
+        const ws = uniqueWorkspace();
+        const docs = Array.from({ length: 130 }, (_, i) => `d${i}-${randomUUID().slice(0, 6)}`);
+        await store.appendToStreams(
+          docs.map((d) => ({
+            streamId: documentStreamId(ws, d),
+            events: [wrapRecord(ws, d, 1)],
+            expectedVersion: "no_stream" as const,
+          })),
+        );
+        await store.appendToStream(documentStreamId(ws, docs[0]!), [wrapRecord(ws, docs[0]!, 2)], {
+          expectedVersion: 1,
+        });
+        const refs = [
+          ...docs.map((d) => ({ streamId: documentStreamId(ws, d), version: 1 })),
+          { streamId: documentStreamId(ws, docs[0]!), version: 2 },
+          { streamId: documentStreamId(ws, docs[1]!), version: 2 },
+          { streamId: documentStreamId(ws, "never-written"), version: 1 },
+        ];
+        const events = await store.readEvents(refs);
+        assert.equal(events.length, refs.length);
+        docs.forEach((d, i) => {
+          assert.equal(events[i]?.streamId, documentStreamId(ws, d));
+          assert.equal(events[i]?.version, 1);
+          assert.equal(events[i]?.data.AggregateId, d);
+        });
+        assert.equal(events[130]?.data.KeyId, keyId(ws, 2));
+        assert.equal(events[131], undefined);
+        assert.equal(events[132], undefined);
+        assert.deepEqual(await store.readEvents([]), []);
+        await rejectsWith(store.readEvents([{ streamId: "bad id", version: 1 }]), InvalidInputError);
+        await rejectsWith(
+          store.readEvents([{ streamId: documentStreamId(ws, docs[0]!), version: 0 }]),
+          InvalidInputError,
+        );
+      }));
+
     it("appends and reads back events in order, with paging that resumes", () =>
       withStore(async (store) => {
         const ws = uniqueWorkspace();

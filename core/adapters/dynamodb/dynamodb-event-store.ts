@@ -659,6 +659,27 @@ export class DynamoDbEventStore implements EventStore {
 
   // ------------------------------------------------------------------------------------------------ read
 
+  async readEvents(
+    refs: readonly { readonly streamId: string; readonly version: number }[],
+  ): Promise<(StoredEvent | undefined)[]> {
+    if (!Array.isArray(refs)) throw new InvalidStoreOptionsError("refs must be an array");
+    const keyList = refs.map((r, i) => {
+      const stream = parseStreamId(r?.streamId);
+      if (!Number.isInteger(r.version) || r.version < 1 || r.version > MAX_STREAM_VERSION) {
+        throw new InvalidStoreOptionsError(`ref ${i}: version must be an integer from 1`, {
+          context: { index: i },
+        });
+      }
+      return keys.event(stream.streamId, r.version);
+    });
+    const items = await this.batchGet(keyList, "readEvents", "read events");
+    const found = new Map(items.map((item) => [`${String(item.pk)}\n${String(item.sk)}`, item]));
+    return keyList.map((k) => {
+      const item = found.get(`${k.pk}\n${k.sk}`);
+      return item === undefined ? undefined : decodeEvent(item);
+    });
+  }
+
   async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<ReadStreamResult> {
     const stream = parseStreamId(streamId);
     if (typeof options !== "object" || options === null)
