@@ -215,8 +215,6 @@ export interface RotationCompletedData {
   readonly ToKeyId: string;
   readonly RetiredKeyIds: readonly string[];
   readonly KitVersion: number;
-  /** Documents the re-wrap moved over the whole rotation (from the census before it started). */
-  readonly DocumentsBefore: number;
 }
 
 export interface RotationFailedData {

@@ -467,7 +467,6 @@ export class RotationService {
         ToKeyId: rotation.toKeyId,
         RetiredKeyIds: toRetire.map((k) => k.keyId),
         KitVersion: kit.kitVersion,
-        DocumentsBefore: 0,
       };
       try {
         await this.deps.events.appendToStream(
