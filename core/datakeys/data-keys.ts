@@ -15,7 +15,7 @@ import {
 import type { EventStore } from "../eventstore/event-store.js";
 import { ExpectedVersionConflictError } from "../eventstore/errors.js";
 import { isEventId, newEvent, type StoredEvent } from "../eventstore/events.js";
-import { projectDocument } from "../eventstore/projection.js";
+import { currentWrapRecord, projectDocument } from "../eventstore/projection.js";
 import { assertValidDocumentId, assertValidWorkspaceId, documentStreamId } from "../eventstore/stream-id.js";
 import { parseKeyId, type KeyId } from "../keystore/key-id.js";
 import type { KeyStore } from "../keystore/key-store.js";
@@ -283,8 +283,7 @@ export class DataKeyService {
     const { events, currentVersion } = await this.deps.events.readStream(
       documentStreamId(workspaceId, documentId),
     );
-    let current: StoredEvent | undefined;
-    for (const e of events) if (e.type === EventTypes.DocumentEncryptionKeysAdded) current = e;
+    const current = currentWrapRecord(events);
     return { events, currentVersion, current, status: projectDocument(events)?.status };
   }
 

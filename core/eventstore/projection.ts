@@ -104,6 +104,13 @@ export function evolveDocumentProjection(
   }
 }
 
+/** The document's current wrap record: the last `DocumentEncryptionKeysAdded` of its stream (readers take the last). */
+export function currentWrapRecord<E extends Pick<StoredEvent, "type">>(events: Iterable<E>): E | undefined {
+  let current: E | undefined;
+  for (const e of events) if (e.type === EventTypes.DocumentEncryptionKeysAdded) current = e;
+  return current;
+}
+
 /** The projection of a whole document stream (undefined when no event of the stream concerns it). */
 export function projectDocument(
   events: Iterable<Pick<StoredEvent, "streamId" | "type" | "data" | "version">>,

@@ -1,3 +1,4 @@
+import { WORKSPACE_ID_PATTERN } from "../keystore/key-id.js";
 import { InvalidStreamIdError } from "./errors.js";
 
 /**
@@ -8,7 +9,7 @@ import { InvalidStreamIdError } from "./errors.js";
  */
 export type StreamId = string & { readonly __brand: "StreamId" };
 
-export const WORKSPACE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+export { WORKSPACE_ID_PATTERN };
 export const DOCUMENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
 const STREAM_ID_PATTERN = /^ws-([A-Za-z0-9][A-Za-z0-9_-]{0,63})(?:\/doc-([A-Za-z0-9][A-Za-z0-9_-]{0,127}))?$/;
 

@@ -30,8 +30,8 @@ import {
 } from "../eventstore/catalogue.js";
 import type { EventStore, StreamAppend } from "../eventstore/event-store.js";
 import { ExpectedVersionConflictError } from "../eventstore/errors.js";
-import { newEvent, type StoredEvent } from "../eventstore/events.js";
-import { projectDocument, type DocumentProjection } from "../eventstore/projection.js";
+import { newEvent } from "../eventstore/events.js";
+import { currentWrapRecord, projectDocument, type DocumentProjection } from "../eventstore/projection.js";
 import { documentStreamId, workspaceStreamId } from "../eventstore/stream-id.js";
 import {
   associatedData,
@@ -47,6 +47,7 @@ import { describeKeyId, masterKeyId, parseKeyId, type KeyId } from "../keystore/
 import type { KeyStore } from "../keystore/key-store.js";
 import { AmkError, InvalidInputError } from "../shared/errors.js";
 import { uuidFromName } from "../shared/ids.js";
+import { mapLimit } from "../shared/concurrency.js";
 import type { KitService } from "../kit/kit-service.js";
 import { readWorkspace, type RotationState, type WorkspaceState } from "../workspaces/workspace.js";
 
@@ -344,8 +345,7 @@ export class RotationService {
     const stream = documentStreamId(workspaceId, documentId);
     const { events, currentVersion } = await this.deps.events.readStream(stream);
     const status = projectDocument(events)?.status;
-    let current: StoredEvent | undefined;
-    for (const e of events) if (e.type === EventTypes.DocumentEncryptionKeysAdded) current = e;
+    const current = currentWrapRecord(events);
     if (!current || status === "deleted") return "skipped";
     return this.buildRewrap(
       workspaceId,
@@ -421,8 +421,7 @@ export class RotationService {
     for (const d of page.documents.slice(0, want)) {
       sampled += 1;
       const { events } = await this.deps.events.readStream(documentStreamId(workspaceId, d.documentId));
-      let last: StoredEvent | undefined;
-      for (const e of events) if (e.type === EventTypes.DocumentEncryptionKeysAdded) last = e;
+      const last = currentWrapRecord(events);
       if ((last?.data as DocumentEncryptionKeysAddedData | undefined)?.KeyId !== rotation.toKeyId)
         mismatches.push(d.documentId);
     }
@@ -572,19 +571,4 @@ export class RotationService {
     }
     return ws.rotation;
   }
-}
-
-async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i]!, i);
-    }),
-  );
-  return out;
 }

@@ -2,17 +2,13 @@
 import { z } from "zod";
 import { InvalidInputError } from "../../core/shared/errors.js";
 import { ARTIFACTS } from "../../core/datakeys/wrap-format.js";
+import { DOCUMENT_ID_PATTERN, WORKSPACE_ID_PATTERN } from "../../core/eventstore/stream-id.js";
 
-const id = (what: string, max: number) =>
-  z
-    .string({ error: `${what} is required` })
-    .regex(
-      new RegExp(`^[A-Za-z0-9][A-Za-z0-9_-]{0,${max - 1}}$`),
-      `${what}: letters, digits, - and _ (1-${max})`,
-    );
+const id = (what: string, pattern: RegExp, max: number) =>
+  z.string({ error: `${what} is required` }).regex(pattern, `${what}: letters, digits, - and _ (1-${max})`);
 
-export const WorkspaceIdSchema = id("workspaceId", 64);
-export const DocumentIdSchema = id("documentId", 128);
+export const WorkspaceIdSchema = id("workspaceId", WORKSPACE_ID_PATTERN, 64);
+export const DocumentIdSchema = id("documentId", DOCUMENT_ID_PATTERN, 128);
 export const ArtifactsSchema = z
   .array(z.enum(ARTIFACTS, { error: `artifact must be one of ${ARTIFACTS.join(", ")}` }))
   .min(1, "artifacts: at least one")

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { describe, it } from "node:test";
 import { InvalidInputError } from "../../core/shared/errors.js";
+import { mapLimit } from "../../core/shared/concurrency.js";
 import {
   EventIdConflictError,
   EventStoreError,
@@ -102,22 +103,7 @@ export function uniqueWorkspace(prefix = "ws"): string {
   return `${prefix}-${randomUUID().slice(0, 8)}`;
 }
 
-export async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i] as T, i);
-    }
-  });
-  await Promise.all(workers);
-  return results;
-}
+export { mapLimit };
 
 export async function readAll(store: EventStore, streamId: string): Promise<StoredEvent[]> {
   return (await store.readStream(streamId)).events;
