@@ -40,6 +40,22 @@ export const EventTypes = {
   MasterKeyDestructionScheduled: "MasterKeyDestructionScheduled",
   /** Workspace stream: a retired version was destroyed in the HSM. */
   MasterKeyDestroyed: "MasterKeyDestroyed",
+  /** Workspace stream: a canary document (known content, kept encrypted here) for drills and recovery checks. */
+  CanaryDocumentCreated: "CanaryDocumentCreated",
+  /** Workspace stream: a recovery began; holds the workspace's recovery lock until completed or failed. */
+  RecoveryStarted: "RecoveryStarted",
+  /** Workspace stream: the recovery execution waits for an administrator to unlock the kit (task token). */
+  RecoveryAwaitingUnlock: "RecoveryAwaitingUnlock",
+  /** Workspace stream: the kit was opened and its master key versions imported into the HSM (KCVs checked). */
+  RecoveryUnlocked: "RecoveryUnlocked",
+  /** Workspace stream: the recovery finished: fresh key, every DEK re-wrapped, tokens invalidated, new kit. */
+  RecoveryCompleted: "RecoveryCompleted",
+  /** Workspace stream: a recovery stopped at a step; every old key is untouched and the recovery can be resumed. */
+  RecoveryFailed: "RecoveryFailed",
+  /** Workspace stream: every access token of an earlier epoch is rejected from now on. */
+  AccessTokensInvalidated: "AccessTokensInvalidated",
+  /** Workspace stream: a drill ran; its checks and their results. A drill writes nothing else. */
+  DrillCompleted: "DrillCompleted",
 } as const;
 
 export type EventType = (typeof EventTypes)[keyof typeof EventTypes];
@@ -236,4 +252,107 @@ export interface MasterKeyDestroyedData {
   readonly [field: string]: unknown;
   readonly WorkspaceId: string;
   readonly KeyId: string;
+}
+
+export interface CanaryDocumentCreatedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  /** The canary's document id; its wrap records live in its document stream like any document's. */
+  readonly DocumentId: string;
+  readonly Artifact: string;
+  /** SHA-256 (hex) of the canary's plaintext content. */
+  readonly ContentSha256: string;
+  /** base64 of the encrypted artifact (ArquivoMate content format 2) under the canary's DEK. */
+  readonly Ciphertext: string;
+}
+
+export interface RecoveryStartedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly RecoveryId: string;
+  /** The kit the recovery uses: its version and fingerprint (checked against KitIssued). */
+  readonly KitVersion: number;
+  readonly KitFingerprint: string;
+  readonly RequestedBy: string;
+  readonly Reason: string;
+  /** The Step Functions execution (name) that holds the lock; a re-run of the same execution resumes. */
+  readonly ExecutionName: string;
+  /** True when a failed recovery is resumed. */
+  readonly Resumed: boolean;
+}
+
+export interface RecoveryAwaitingUnlockData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly RecoveryId: string;
+  /** The Step Functions task token the unlock function completes; a capability to resume, not key material. */
+  readonly TaskToken: string;
+  /** The wait ends with RecoveryFailed after this time. */
+  readonly ExpiresAt: string;
+}
+
+export interface RecoveryUnlockedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly RecoveryId: string;
+  readonly AdminId: string;
+  readonly KitVersion: number;
+  readonly MasterKeys: readonly { readonly KeyId: string; readonly Kcv: string }[];
+}
+
+export interface RecoveryCompletedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly RecoveryId: string;
+  /** The fresh master key version every DEK is wrapped under now. */
+  readonly NewKeyId: string;
+  readonly RecoveredKeyIds: readonly string[];
+  readonly KitVersion: number;
+  readonly TokenEpoch: number;
+  /** Documents whose current wrap record uses `NewKeyId` when the recovery completed. */
+  readonly DocumentsOnNewKey: number;
+  readonly CanariesVerified: number;
+  /** Milliseconds per step, and `Total`. */
+  readonly TimingsMs: Readonly<Record<string, number>>;
+}
+
+export interface RecoveryFailedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly RecoveryId: string;
+  /** The step that failed: validate, await-unlock, rotate, rewrap, census, verify, invalidate-tokens, complete. */
+  readonly Step: string;
+  readonly Error: string;
+  readonly Message: string;
+}
+
+export interface AccessTokensInvalidatedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  /** Tokens carrying an epoch below this are rejected. */
+  readonly Epoch: number;
+  readonly Reason: string;
+  readonly RecoveryId?: string;
+}
+
+export interface DrillCheckResult {
+  readonly [field: string]: unknown;
+  /** kit-in-vault, kit-coverage, drill-slot, canaries, sample, hsm-backups, acknowledgements */
+  readonly Name: string;
+  readonly Status: "passed" | "failed" | "skipped";
+  /** What was found (non-secret: ids, counts, KCVs). */
+  readonly Detail: string;
+  /** What to do when it failed. */
+  readonly Action?: string;
+}
+
+export interface DrillCompletedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly DrillId: string;
+  readonly Ok: boolean;
+  readonly Trigger: "schedule" | "on-demand";
+  readonly Checks: readonly DrillCheckResult[];
+  readonly StartedAt: string;
+  readonly DurationMs: number;
 }

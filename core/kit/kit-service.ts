@@ -121,11 +121,20 @@ export class KitService {
     });
   }
 
-  /** Creates the workspace's drill key pair in the HSM and records it (idempotent). */
+  /**
+   * Creates the workspace's drill key pair in the HSM and records it (idempotent). When the recorded drill key is
+   * missing from the HSM (a replacement HSM after a recovery), the next drill key version is created and recorded;
+   * the next kit issued uses it.
+   */
   async ensureDrillKey(workspaceId: string): Promise<string> {
     const ws = await readWorkspace(this.deps.events, workspaceId);
-    if (ws.drill) return ws.drill.drillKeyId;
-    const id = drillKeyId(workspaceId, 1);
+    let next = 1;
+    if (ws.drill) {
+      const recorded = parseDrillKeyId(ws.drill.drillKeyId);
+      if (await this.deps.keyStore.getDrillKey(recorded)) return ws.drill.drillKeyId;
+      next = Number(/\/drill\/(\d+)$/.exec(ws.drill.drillKeyId)?.[1] ?? "0") + 1;
+    }
+    const id = drillKeyId(workspaceId, next);
     const info = (await this.deps.keyStore.getDrillKey(id)) ?? (await this.createDrill(id));
     const data: DrillKeyCreatedData = {
       WorkspaceId: workspaceId,
@@ -320,6 +329,12 @@ export class KitService {
         recipient: Buffer.from(s.recipient, "base64"),
         identity: s.identity,
       }));
+  }
+
+  /** A kit version from the vault by its vault version id (parsed; the caller checks it against KitIssued). */
+  async kitAtVaultVersion(workspaceId: string, versionId: string): Promise<ParsedKit> {
+    const stored = await this.deps.vault.getSecret(kitSecretName(workspaceId), { versionId });
+    return readKit(stored.value);
   }
 
   /** The current kit from the vault, checked against the fingerprint recorded when it was issued. */

@@ -2,7 +2,8 @@
  * Master-key rotation and the re-wrap engine.
  *
  * - `startRotation`: a new master key version becomes active at once (new DEKs use it) and every older live version
- *   turns decrypt-only, in one conditional append (`MasterKeyCreated`, `MasterKeyStateChanged`, `RotationStarted`).
+ *   turns decrypt-only, in one conditional append (`MasterKeyCreated`, `MasterKeyStateChanged`, `RotationStarted`);
+ *   then a kit that carries the new version is issued, so no document is ever wrapped under a version no kit holds.
  *   Idempotent: while a rotation runs, starting again returns it (that is how a killed job resumes); a failed
  *   rotation is resumed with the same target version, not replaced by a new one.
  * - `rewrapShard`: the unit of work. It takes documents still on an old version from one census shard, re-wraps
@@ -11,7 +12,7 @@
  *   overwrites. Moved documents leave the shard's listing, so the index itself is the checkpoint: a re-run after any
  *   crash continues where the last one stopped, and running a shard twice changes nothing the second time.
  * - `census`: counts per old version (the index) and cross-checks a sample of streams.
- * - `completeRotation`: only with a census of zero: re-issues the kit, then retires the old versions.
+ * - `completeRotation`: only with a census of zero: retires the old versions, then re-issues the kit (live versions).
  * - `scheduleDestruction` / `destroyRetiredKey`: a separate, deliberate step with a waiting period.
  */
 import { randomUUID } from "node:crypto";
@@ -102,11 +103,34 @@ export class RotationService {
     this.maxRetries = deps.maxConflictRetries ?? 8;
   }
 
-  async startRotation(workspaceId: string, reason = "scheduled rotation"): Promise<RotationState> {
+  /**
+   * `excludeTargets`: versions that may not be the rotation's target (a recovery's recovered versions: it must
+   * rotate to a fresh key). A running or failed rotation towards one of them is closed as superseded and a new
+   * rotation to a fresh version starts.
+   */
+  async startRotation(
+    workspaceId: string,
+    reason = "scheduled rotation",
+    options: { excludeTargets?: readonly string[] } = {},
+  ): Promise<RotationState> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const ws = await readWorkspace(this.deps.events, workspaceId);
-      if (ws.rotation?.status === "running") return ws.rotation;
-      if (ws.rotation?.status === "failed") {
+      const superseded =
+        ws.rotation !== undefined &&
+        ws.rotation.status !== "completed" &&
+        (options.excludeTargets ?? []).includes(ws.rotation.toKeyId);
+      if (superseded && ws.rotation?.status === "running") {
+        await this.recordFailure(workspaceId, {
+          name: "RotationSuperseded",
+          message: `superseded: ${reason}`,
+        });
+        continue;
+      }
+      if (ws.rotation?.status === "running") {
+        await this.ensureKitCovers(ws, ws.rotation, reason);
+        return ws.rotation;
+      }
+      if (ws.rotation?.status === "failed" && !superseded) {
         // Resume the failed rotation where it stopped (same target version): no new key for every retry.
         const r = ws.rotation;
         const resumed: RotationStartedData = {
@@ -126,6 +150,7 @@ export class RotationService {
           if (err instanceof ExpectedVersionConflictError) continue;
           throw err;
         }
+        await this.ensureKitCovers(await readWorkspace(this.deps.events, workspaceId), r, reason);
         return { ...r, status: "running" };
       }
       if (!ws.activeKeyId)
@@ -182,9 +207,24 @@ export class RotationService {
         if (err instanceof ExpectedVersionConflictError) continue; // someone else changed the workspace: look again
         throw err;
       }
-      return { rotationId, toKeyId, fromKeyIds, status: "running" };
+      const running: RotationState = { rotationId, toKeyId, fromKeyIds, status: "running" };
+      await this.ensureKitCovers(await readWorkspace(this.deps.events, workspaceId), running, reason);
+      return running;
     }
     throw new ConcurrentUpdateError(`workspace ${workspaceId} kept changing; retry the rotation`);
+  }
+
+  /**
+   * The kit must carry every live version at all times (docs/recovery-kit.md): the new active version is in a kit
+   * before the re-wrap starts, so that documents wrapped under it in the meantime stay recoverable. Issued when the
+   * latest kit lacks the rotation's target (a re-run after a failed issuance repairs it).
+   */
+  private async ensureKitCovers(ws: WorkspaceState, rotation: RotationState, reason: string): Promise<void> {
+    const latest = ws.kits.at(-1);
+    if (!latest || latest.masterKeys.some((m) => m.keyId === rotation.toKeyId)) return;
+    await this.deps.kits.issueKit(ws.workspaceId, {
+      reason: `rotation ${rotation.rotationId} started (${reason}): the kit carries the new version`,
+    });
   }
 
   /** The work items of the re-wrap: one per (old version, census shard) that has documents. */
@@ -428,7 +468,7 @@ export class RotationService {
     return { remaining: remaining + mismatches.length, byKeyId, sampled, sampleMismatches: mismatches };
   }
 
-  /** With a census of zero: re-issues the kit for every live version, retires the old versions, completes. */
+  /** With a census of zero: retires the old versions, re-issues the kit for the live versions, completes. */
   async completeRotation(workspaceId: string): Promise<{ kitVersion: number; retired: string[] }> {
     const rotation = await this.runningRotation(workspaceId);
     const census = await this.census(workspaceId);
@@ -440,13 +480,21 @@ export class RotationService {
         },
       );
     }
-    const kit = await this.deps.kits.issueKit(workspaceId, { reason: `rotation ${rotation.rotationId}` });
-    for (let attempt = 0; attempt < 5; attempt++) {
+    // 1. Retire the old versions (the census proved no record needs them; the kit issued at the start carries the
+    //    new version, so the workspace is covered at every moment).
+    let retired: string[];
+    for (let attempt = 0; ; attempt++) {
       const ws = await readWorkspace(this.deps.events, workspaceId);
       const at = this.now();
       const toRetire = ws.keys.filter(
         (k) => rotation.fromKeyIds.includes(k.keyId) && k.state === "decrypt-only",
       );
+      retired = ws.keys
+        .filter(
+          (k) => rotation.fromKeyIds.includes(k.keyId) && k.state !== "active" && k.state !== "decrypt-only",
+        )
+        .map((k) => k.keyId);
+      if (toRetire.length === 0) break;
       const retire = toRetire.map((k) =>
         newEvent(
           EventTypes.MasterKeyStateChanged,
@@ -460,20 +508,36 @@ export class RotationService {
           { occurredAt: at },
         ),
       );
+      try {
+        await this.deps.events.appendToStream(workspaceStreamId(workspaceId), retire, {
+          expectedVersion: ws.version,
+        });
+        retired = [...retired, ...toRetire.map((k) => k.keyId)];
+        break;
+      } catch (err) {
+        if (!(err instanceof ExpectedVersionConflictError) || attempt >= 5) throw err;
+      }
+    }
+    // 2. The kit for the live versions only (the retired ones leave it), then 3. the completion.
+    const kit = await this.deps.kits.issueKit(workspaceId, {
+      reason: `rotation ${rotation.rotationId} completed`,
+    });
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const ws = await readWorkspace(this.deps.events, workspaceId);
       const done: RotationCompletedData = {
         WorkspaceId: workspaceId,
         RotationId: rotation.rotationId,
         ToKeyId: rotation.toKeyId,
-        RetiredKeyIds: toRetire.map((k) => k.keyId),
+        RetiredKeyIds: retired,
         KitVersion: kit.kitVersion,
       };
       try {
         await this.deps.events.appendToStream(
           workspaceStreamId(workspaceId),
-          [...retire, newEvent(EventTypes.RotationCompleted, done, { occurredAt: at })],
+          [newEvent(EventTypes.RotationCompleted, done, { occurredAt: this.now() })],
           { expectedVersion: ws.version },
         );
-        return { kitVersion: kit.kitVersion, retired: toRetire.map((k) => k.keyId) };
+        return { kitVersion: kit.kitVersion, retired };
       } catch (err) {
         if (!(err instanceof ExpectedVersionConflictError)) throw err;
       }

@@ -4,6 +4,14 @@
  */
 import {
   EventTypes,
+  type AccessTokensInvalidatedData,
+  type CanaryDocumentCreatedData,
+  type DrillCompletedData,
+  type RecoveryAwaitingUnlockData,
+  type RecoveryCompletedData,
+  type RecoveryFailedData,
+  type RecoveryStartedData,
+  type RecoveryUnlockedData,
   type AdministratorEnrolledData,
   type DrillKeyCreatedData,
   type FactorCodeAcceptedData,
@@ -76,6 +84,39 @@ export interface KitAcknowledgement {
   readonly at: string;
 }
 
+export interface CanaryRecord {
+  readonly documentId: string;
+  readonly artifact: string;
+  readonly contentSha256: string;
+  /** base64 of the encrypted artifact. */
+  readonly ciphertext: string;
+}
+
+export interface RecoveryState {
+  readonly recoveryId: string;
+  readonly status: "running" | "completed" | "failed";
+  readonly executionName: string;
+  readonly kitVersion: number;
+  readonly kitFingerprint: string;
+  readonly requestedBy: string;
+  readonly startedAt: string;
+  /** The pending unlock wait (task token), while the execution waits for an administrator. */
+  readonly awaiting?: { readonly taskToken: string; readonly expiresAt: string };
+  /** Set once the kit was opened: the versions imported into the HSM and their KCVs. */
+  readonly unlocked?: {
+    readonly adminId: string;
+    readonly masterKeys: readonly { readonly keyId: string; readonly kcv: string }[];
+  };
+  readonly failure?: { readonly step: string; readonly error: string };
+}
+
+export interface DrillRecord {
+  readonly drillId: string;
+  readonly ok: boolean;
+  readonly at: string;
+  readonly failed: readonly string[];
+}
+
 export interface WorkspaceState {
   readonly workspaceId: string;
   readonly keys: readonly MasterKeyVersion[];
@@ -91,6 +132,13 @@ export interface WorkspaceState {
   readonly acknowledgements: readonly KitAcknowledgement[];
   /** The last rotation, if any. */
   readonly rotation?: RotationState;
+  /** The last recovery, if any (`running` = the workspace's recovery lock is held). */
+  readonly recovery?: RecoveryState;
+  /** Access tokens carrying an epoch below this are rejected (0 until the first invalidation). */
+  readonly tokenEpoch: number;
+  readonly canaries: readonly CanaryRecord[];
+  /** The last drill, if any. */
+  readonly lastDrill?: DrillRecord;
   /** Stream version the state was folded at. */
   readonly version: number;
 }
@@ -102,6 +150,8 @@ export const emptyWorkspace = (workspaceId: string): WorkspaceState => ({
   admins: {},
   kits: [],
   acknowledgements: [],
+  tokenEpoch: 0,
+  canaries: [],
   version: 0,
 });
 
@@ -237,6 +287,78 @@ export function evolveWorkspace(state: WorkspaceState, event: StoredEvent): Work
         admins: { ...state.admins, [d.AdminId]: { ...rest, consecutiveFailures: 0 } },
         version: event.version,
       };
+    }
+    case EventTypes.CanaryDocumentCreated: {
+      const d = event.data as CanaryDocumentCreatedData;
+      if (state.canaries.some((c) => c.documentId === d.DocumentId))
+        return { ...state, version: event.version };
+      const canary: CanaryRecord = {
+        documentId: d.DocumentId,
+        artifact: d.Artifact,
+        contentSha256: d.ContentSha256,
+        ciphertext: d.Ciphertext,
+      };
+      return { ...state, canaries: [...state.canaries, canary], version: event.version };
+    }
+    case EventTypes.RecoveryStarted: {
+      const d = event.data as RecoveryStartedData;
+      const previous = state.recovery?.recoveryId === d.RecoveryId ? state.recovery : undefined;
+      const recovery: RecoveryState = {
+        recoveryId: d.RecoveryId,
+        status: "running",
+        executionName: d.ExecutionName,
+        kitVersion: d.KitVersion,
+        kitFingerprint: d.KitFingerprint,
+        requestedBy: d.RequestedBy,
+        startedAt: previous?.startedAt ?? event.occurredAt,
+        ...(previous?.unlocked ? { unlocked: previous.unlocked } : {}),
+      };
+      return { ...state, recovery, version: event.version };
+    }
+    case EventTypes.RecoveryAwaitingUnlock: {
+      const d = event.data as RecoveryAwaitingUnlockData;
+      if (state.recovery?.recoveryId !== d.RecoveryId) return { ...state, version: event.version };
+      const awaiting = { taskToken: d.TaskToken, expiresAt: d.ExpiresAt };
+      return { ...state, recovery: { ...state.recovery, awaiting }, version: event.version };
+    }
+    case EventTypes.RecoveryUnlocked: {
+      const d = event.data as RecoveryUnlockedData;
+      if (state.recovery?.recoveryId !== d.RecoveryId) return { ...state, version: event.version };
+      const { awaiting: _done, ...rest } = state.recovery;
+      const unlocked = {
+        adminId: d.AdminId,
+        masterKeys: d.MasterKeys.map((m) => ({ keyId: m.KeyId, kcv: m.Kcv })),
+      };
+      return { ...state, recovery: { ...rest, unlocked }, version: event.version };
+    }
+    case EventTypes.RecoveryCompleted:
+    case EventTypes.RecoveryFailed: {
+      const d = event.data as RecoveryCompletedData | RecoveryFailedData;
+      if (state.recovery?.recoveryId !== d.RecoveryId) return { ...state, version: event.version };
+      const { awaiting: _gone, ...rest } = state.recovery;
+      const recovery: RecoveryState =
+        event.type === EventTypes.RecoveryCompleted
+          ? { ...rest, status: "completed" }
+          : {
+              ...rest,
+              status: "failed",
+              failure: { step: (d as RecoveryFailedData).Step, error: (d as RecoveryFailedData).Error },
+            };
+      return { ...state, recovery, version: event.version };
+    }
+    case EventTypes.AccessTokensInvalidated: {
+      const d = event.data as AccessTokensInvalidatedData;
+      return { ...state, tokenEpoch: Math.max(state.tokenEpoch, d.Epoch), version: event.version };
+    }
+    case EventTypes.DrillCompleted: {
+      const d = event.data as DrillCompletedData;
+      const lastDrill: DrillRecord = {
+        drillId: d.DrillId,
+        ok: d.Ok,
+        at: event.occurredAt,
+        failed: d.Checks.filter((c) => c.Status === "failed").map((c) => c.Name),
+      };
+      return { ...state, lastDrill, version: event.version };
     }
     default:
       return { ...state, version: event.version };

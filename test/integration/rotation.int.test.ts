@@ -243,7 +243,7 @@ describe("rotation and re-wrap", () => {
     assert.deepEqual([again.moved, again.remaining], [0, false]);
   });
 
-  it("completes only after a census of zero: kit re-issued with both versions, old version retired", async () => {
+  it("completes only after a census of zero: old version retired, kit re-issued with the live version only", async () => {
     const done = await rotations.completeRotation(ws);
     assert.deepEqual(done.retired, [masterKeyId(ws, 1)]);
     const state = await readWorkspace(events, ws);
@@ -255,6 +255,11 @@ describe("rotation and re-wrap", () => {
     assert.equal(state.kits.at(-1)?.kitVersion, done.kitVersion);
     assert.deepEqual(
       state.kits.at(-1)?.masterKeys.map((m) => m.keyId),
+      [masterKeyId(ws, 2)],
+    );
+    // The kit issued when the rotation started carried both versions: no moment without a kit for the new one.
+    assert.deepEqual(
+      state.kits.at(-2)?.masterKeys.map((m) => m.keyId),
       [masterKeyId(ws, 1), masterKeyId(ws, 2)],
     );
     await assert.rejects(rotations.planRewrap(ws), RotationError);
@@ -289,7 +294,7 @@ describe("rotation and re-wrap", () => {
     assert.equal(kit.header.kitVersion, state.kits.at(-1)?.kitVersion);
     assert.deepEqual(
       state.kits.at(-1)?.masterKeys.map((m) => m.keyId),
-      [masterKeyId(ws, 2), masterKeyId(ws, 3)],
+      [masterKeyId(ws, 3)],
     );
     // Stream sanity: one more record per document, the same event id if re-run (idempotent by construction).
     const any = [...dekHashes.keys()][0]!;
