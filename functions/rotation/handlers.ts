@@ -7,12 +7,12 @@
 import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { z } from "zod";
-import { LogAlerts } from "../../core/alerts/log-alerts.js";
 import { KitService } from "../../core/kit/kit-service.js";
 import { RotationService } from "../../core/rotation/rotation-service.js";
 import { eventStoreFromEnv } from "../shared/event-store.js";
-import { keyStoreFromEnv } from "../shared/key-store.js";
+import { keyStoreEnvKey, keyStoreFromEnv } from "../shared/key-store.js";
 import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
+import { alertsFromEnv } from "../shared/notify.js";
 import { vaultFromEnv } from "../shared/vault.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
@@ -22,12 +22,22 @@ const metrics = new Metrics({
   serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys",
 });
 
-let cached: Promise<RotationService> | undefined;
+let cached: { key: string; service: Promise<RotationService> } | undefined;
 function service(): Promise<RotationService> {
-  cached ??= (async () => {
+  const key = keyStoreEnvKey();
+  if (cached?.key !== key) cached = { key, service: build() };
+  const current = cached;
+  return current.service.catch((err: unknown) => {
+    if (cached === current) cached = undefined;
+    throw err;
+  });
+}
+
+function build(): Promise<RotationService> {
+  return (async () => {
     const keyStore = await keyStoreFromEnv(logger);
     const events = eventStoreFromEnv();
-    const alerts = new LogAlerts((line) => logger.error("ALERT", line));
+    const alerts = alertsFromEnv(logger);
     const kits = new KitService({
       keyStore,
       events,
@@ -42,11 +52,7 @@ function service(): Promise<RotationService> {
       alerts,
       documentConcurrency: Number(process.env.AMK_REWRAP_DOCUMENT_CONCURRENCY ?? 8),
     });
-  })().catch((err: unknown) => {
-    cached = undefined;
-    throw err;
-  });
-  return cached;
+  })();
 }
 
 const Workspace = z.object({ workspaceId: WorkspaceIdSchema, reason: z.string().max(200).optional() });

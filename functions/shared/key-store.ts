@@ -11,7 +11,17 @@ import { createSecretsManagerPinSource } from "../../core/adapters/secrets-manag
 import { KeyStoreConfigError } from "../../core/keystore/errors.js";
 import type { KeyStore } from "../../core/keystore/key-store.js";
 
-let cached: Promise<KeyStore> | undefined;
+let cached: { key: string; store: Promise<KeyStore> } | undefined;
+
+/** Which HSM the environment names: a change (a replacement token) gives a new key store. */
+export function keyStoreEnvKey(env: NodeJS.ProcessEnv = process.env): string {
+  return [
+    env.AMK_PKCS11_LIBRARY,
+    env.AMK_PKCS11_TOKEN_LABEL,
+    env.AMK_PKCS11_PIN_SECRET_ID,
+    env.AMK_PKCS11_PIN_FILE,
+  ].join("|");
+}
 
 export function pinSourceFromEnv(env: NodeJS.ProcessEnv = process.env): PinSource {
   if (env.AMK_PKCS11_PIN_SECRET_ID)
@@ -23,13 +33,17 @@ export function pinSourceFromEnv(env: NodeJS.ProcessEnv = process.env): PinSourc
 }
 
 export function keyStoreFromEnv(logger?: Logger): Promise<KeyStore> {
-  cached ??= Pkcs11KeyStore.open({
-    config: pkcs11ConfigFromEnv(),
-    pin: pinSourceFromEnv(),
-    logger: logger ? { warn: (message, context) => logger.warn(message, context) } : undefined,
-  }).catch((err: unknown) => {
-    cached = undefined; // the next invocation tries again
-    throw err;
-  });
-  return cached;
+  const key = keyStoreEnvKey();
+  if (cached?.key !== key) {
+    const store = Pkcs11KeyStore.open({
+      config: pkcs11ConfigFromEnv(),
+      pin: pinSourceFromEnv(),
+      logger: logger ? { warn: (message, context) => logger.warn(message, context) } : undefined,
+    }).catch((err: unknown) => {
+      if (cached?.store === store) cached = undefined; // the next invocation tries again
+      throw err;
+    });
+    cached = { key, store };
+  }
+  return cached.store;
 }

@@ -1,0 +1,138 @@
+/**
+ * The recovery workflow's tasks (workflows/recovery-workflow.ts), one Lambda function each; the re-wrap itself runs
+ * on the rotation functions (plan, shard, census). Inputs and outputs are ids, versions, counts and KCVs: the
+ * passphrase and the second factor only ever reach the unlock function (functions/recovery-unlock), never a
+ * workflow payload. Domain errors keep their class name, which the state machine's Retry and Catch match on.
+ */
+import { Logger } from "@aws-lambda-powertools/logger";
+import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+import { z } from "zod";
+import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
+import { recoveryServiceFromEnv } from "./services.js";
+
+const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
+const metrics = new Metrics({
+  namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? "ArquivoMateKeys",
+  serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys",
+});
+const service = () => recoveryServiceFromEnv(logger);
+
+const RecoveryIdSchema = z.uuid("recoveryId must be a UUID");
+const ExecutionNameSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,80}$/, "executionName: 1-80 letters, digits, - or _");
+
+/** The execution input (non-secret only) and the execution's name, as the Validate task passes them. */
+const StartInput = z.object({
+  request: z.object({
+    workspaceId: WorkspaceIdSchema,
+    requestedBy: z.string().min(1, "requestedBy: who is recovering").max(200),
+    reason: z.string().min(1, "reason: why").max(500),
+    kitVaultVersionId: z.string().min(1).max(128).optional(),
+  }),
+  executionName: ExecutionNameSchema,
+});
+const Step = z.object({ workspaceId: WorkspaceIdSchema, recoveryId: RecoveryIdSchema });
+const AwaitInput = Step.extend({ taskToken: z.string().min(1).max(8192) });
+const FailureInput = z.object({
+  workspaceId: WorkspaceIdSchema,
+  executionName: ExecutionNameSchema,
+  step: z.string().min(1).max(40),
+  error: z
+    .object({ Error: z.string().max(200).optional(), Cause: z.string().max(32_768).optional() })
+    .optional(),
+});
+
+export async function startHandler(event: unknown) {
+  const { request, executionName } = parseInput(StartInput, event);
+  const r = await (await service()).start({ ...request, executionName });
+  logger.info("recovery started", { ...r });
+  return r;
+}
+
+export async function awaitUnlockHandler(event: unknown) {
+  const input = parseInput(AwaitInput, event);
+  const timeoutSeconds = Number(process.env.AMK_UNLOCK_TIMEOUT_SECONDS ?? 86_400);
+  await (await service()).awaitUnlock({ ...input, timeoutSeconds });
+  logger.info("recovery waits for an unlock", {
+    workspaceId: input.workspaceId,
+    recoveryId: input.recoveryId,
+  });
+  return { workspaceId: input.workspaceId, recoveryId: input.recoveryId, waiting: true };
+}
+
+export async function rotateHandler(event: unknown) {
+  const input = parseInput(Step, event);
+  const r = await (await service()).rotate(input);
+  logger.info("recovery rotated to a fresh master key", { ...input, toKeyId: r.toKeyId });
+  return r;
+}
+
+export async function verifyHandler(event: unknown) {
+  const input = parseInput(Step, event);
+  const r = await (
+    await service()
+  ).verify({
+    ...input,
+    sampleSize: Number(process.env.AMK_RECOVERY_SAMPLE_SIZE ?? 20),
+  });
+  logger.info("recovery verified", { ...input, ...r });
+  return r;
+}
+
+export async function invalidateTokensHandler(event: unknown) {
+  const input = parseInput(Step, event);
+  const r = await (await service()).invalidateTokens(input);
+  logger.info("access tokens invalidated", { ...input, epoch: r.epoch });
+  return r;
+}
+
+export async function completeHandler(event: unknown) {
+  const input = parseInput(Step, event);
+  const r = await (await service()).complete(input);
+  logger.info("recovery completed", { ...input, newKeyId: r.NewKeyId, kitVersion: r.KitVersion });
+  metrics.addDimension("workspaceId", input.workspaceId);
+  metrics.addMetric("RecoveryDurationMs", MetricUnit.Milliseconds, r.TimingsMs.Total ?? 0);
+  metrics.publishStoredMetrics();
+  return {
+    workspaceId: r.WorkspaceId,
+    recoveryId: r.RecoveryId,
+    newKeyId: r.NewKeyId,
+    recoveredKeyIds: r.RecoveredKeyIds,
+    kitVersion: r.KitVersion,
+    tokenEpoch: r.TokenEpoch,
+    documentsOnNewKey: r.DocumentsOnNewKey,
+    timingsMs: r.TimingsMs,
+  };
+}
+
+export async function failureHandler(event: unknown) {
+  const input = parseInput(FailureInput, event);
+  const name = input.error?.Error ?? "Error";
+  const message = errorMessageOf(input.error?.Cause);
+  const r = await (
+    await service()
+  ).recordFailure({
+    workspaceId: input.workspaceId,
+    executionName: input.executionName,
+    step: input.step,
+    error: { name, message },
+  });
+  logger.warn("recovery step failed", {
+    workspaceId: input.workspaceId,
+    step: input.step,
+    error: name,
+    ...r,
+  });
+  return { workspaceId: input.workspaceId, step: input.step, error: name, ...r };
+}
+
+/** The `errorMessage` of a Lambda-style `Cause` (JSON), else the cause itself (Step Functions' own errors). */
+function errorMessageOf(cause: string | undefined): string {
+  if (!cause) return "";
+  try {
+    return String((JSON.parse(cause) as { errorMessage?: unknown }).errorMessage ?? "");
+  } catch {
+    return cause.slice(0, 500);
+  }
+}
