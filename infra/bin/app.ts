@@ -1,7 +1,7 @@
 /**
  * The CDK app: `npx cdk synth` runs this file (see cdk.json). It reads the configuration from context, builds the
- * stateful stack (table, dead-letter queues, keys) and the stateless stack (functions, rule) that receives the
- * stateful resources, and the vault stack (kits and factor secrets: key and access role) in the vault's own account
+ * stateful stack (table, dead-letter queues, alert topic, keys) and the stateless stack (functions, rule, workflows,
+ * schedules) that receives the stateful resources, and the vault stack (kits and factor secrets: key and access role) in the vault's own account
  * and region, and applies the cdk-nag AwsSolutions checks: an unacknowledged finding fails the synth.
  *
  * `createApp` is exported for the infra tests, which build the same app with their own context.
@@ -46,14 +46,15 @@ export function createApp(options: CreateAppOptions = {}): AmkApp {
   const stateful = new StatefulStack(app, `${prefix}-stateful`, {
     env,
     config,
-    description: `ArquivoMate Keys (${config.environment}): retained state (event-store table, dead-letter queues, their KMS keys)`,
+    description: `ArquivoMate Keys (${config.environment}): retained state (event-store table, dead-letter queues, alert topic, their KMS keys)`,
   });
   const stateless = new StatelessStack(app, `${prefix}-stateless`, {
     env,
     config,
     eventStore: stateful.eventStore,
     deadLetters: stateful.deadLetters,
-    description: `ArquivoMate Keys (${config.environment}): functions`,
+    alerts: stateful.alerts,
+    description: `ArquivoMate Keys (${config.environment}): functions and workflows (rotation, recovery, drill)`,
   });
   // Implied by the references to the table, key and queues; stated so that it holds whatever the functions use.
   stateless.addStackDependency(stateful, "functions use the event store held by the stateful stack");

@@ -14,7 +14,14 @@
  *
  * The rotation schedule is off unless `amk:rotationSchedule` (an EventBridge Scheduler `cron(...)` / `rate(...)`
  * expression, at most once a day) is set; it then starts the rotation workflow for each workspace id in
- * `amk:rotationWorkspaces`.
+ * `amk:rotationWorkspaces`. The drill schedule is on for every workspace id in `amk:drillWorkspaces`
+ * (`amk:drillSchedule`, default `rate(1 day)`, at most once an hour).
+ *
+ * Recovery and alerts: `amk:alertEmails` (email subscriptions of the alert topic), `amk:eventBusName` (the bus the
+ * token invalidation is published on, default `default`), `amk:unlockTimeoutHours` (how long a recovery waits for an
+ * administrator, 1-168, default 24), `amk:tokenSigningSecret` (name or complete ARN of the existing secret holding
+ * the access-token signing key; never the key), `amk:hsmClusterId` / `amk:hsmBackupCopyRegion` (the drill's CloudHSM
+ * backup check; off without a cluster id).
  */
 import type { IConstruct } from "constructs";
 import { z } from "zod";
@@ -42,9 +49,19 @@ export const CONTEXT_KEYS = {
   vaultKeyArn: "amk:vaultKeyArn",
   rotationSchedule: "amk:rotationSchedule",
   rotationWorkspaces: "amk:rotationWorkspaces",
+  drillSchedule: "amk:drillSchedule",
+  drillWorkspaces: "amk:drillWorkspaces",
+  alertEmails: "amk:alertEmails",
+  eventBusName: "amk:eventBusName",
+  unlockTimeoutHours: "amk:unlockTimeoutHours",
+  tokenSigningSecret: "amk:tokenSigningSecret",
+  hsmClusterId: "amk:hsmClusterId",
+  hsmBackupCopyRegion: "amk:hsmBackupCopyRegion",
 } as const;
 
 type ConfigField = keyof typeof CONTEXT_KEYS;
+/** Keys whose value is never echoed in a message: a misplaced PIN or key must not end up in a CI log. */
+const SECRET_FIELDS: ReadonlySet<ConfigField> = new Set(["pinSecret", "tokenSigningSecret"]);
 
 export const DEFAULT_ENVIRONMENT = "dev";
 export const DEFAULT_PKCS11_LIBRARY = "/opt/cloudhsm/lib/libcloudhsm_pkcs11.so";
@@ -58,11 +75,26 @@ export const DATA_KEY_TTL_BOUNDS = { min: 1, max: 86_400 } as const;
 /** Default PIN secret name, per environment: `arquivomate-keys/<environment>/hsm-pin`. */
 export const defaultPinSecretName = (environment: string): string =>
   `arquivomate-keys/${environment}/hsm-pin`;
+/**
+ * Default name of the access-token signing secret, per environment: next to the PIN secret, outside `amk/` (the
+ * vault's prefix, on which the vault access role may create and tag secrets).
+ */
+export const defaultTokenSigningSecretName = (environment: string): string =>
+  `arquivomate-keys/${environment}/token-signing-key`;
+/** The event bus the recovery's token invalidation is published on (this account and region). */
+export const DEFAULT_EVENT_BUS = "default";
+/** How long a recovery waits for an administrator to unlock the kit, in hours: default and bounds. */
+export const DEFAULT_UNLOCK_TIMEOUT_HOURS = 24;
+export const UNLOCK_TIMEOUT_BOUNDS = { min: 1, max: 168 } as const;
+/** Default drill schedule (EventBridge Scheduler, UTC) for the workspaces of `amk:drillWorkspaces`. */
+export const DEFAULT_DRILL_SCHEDULE = "rate(1 day)";
 
-/** How the HSM PIN secret is referenced: by name (IAM resource `name-??????`) or by its complete ARN. */
-export type PinSecretRef =
+/** How a Secrets Manager secret is referenced: by name (IAM resource `name-??????`) or by its complete ARN. */
+export type SecretRef =
   | { readonly kind: "name"; readonly name: string }
   | { readonly kind: "arn"; readonly arn: string; readonly name: string };
+/** How the HSM PIN secret is referenced. */
+export type PinSecretRef = SecretRef;
 
 export interface AmkConfig {
   /** Short environment name; part of stack names, aliases and tags. */
@@ -88,14 +120,35 @@ export interface AmkConfig {
   readonly vault: VaultConfig;
   /** The rotation schedule; absent: no schedule (rotations are started by hand). */
   readonly rotationSchedule?: RotationScheduleConfig;
+  /** The drill schedule; absent: no workspace listed (drills are started by hand). */
+  readonly drillSchedule?: ScheduleConfig;
+  /** Email addresses subscribed to the alert topic, deduplicated, sorted; may be empty. */
+  readonly alertEmails: readonly string[];
+  /** Name of the event bus (this account and region) the token invalidation is published on. */
+  readonly eventBusName: string;
+  /** How long a recovery waits for an administrator to unlock the kit, in whole hours (1-168). */
+  readonly unlockTimeoutHours: number;
+  /** The existing Secrets Manager secret holding the access-token signing key (read by the token authorizer). */
+  readonly tokenSigningSecret: SecretRef;
+  /** The drill's CloudHSM backup check; absent: no cluster configured, the check is skipped. */
+  readonly hsmBackups?: HsmBackupsConfig;
 }
 
-/** When the rotation workflow is started, and for which workspaces (one schedule per workspace). */
-export interface RotationScheduleConfig {
-  /** EventBridge Scheduler expression, `cron(...)` or `rate(...)`, in UTC; fires at most once a day. */
+/** When a workflow is started, and for which workspaces (one schedule per workspace). */
+export interface ScheduleConfig {
+  /** EventBridge Scheduler expression, `cron(...)` or `rate(...)`, in UTC. */
   readonly expression: string;
   /** Workspace ids, deduplicated, sorted; at least one. */
   readonly workspaceIds: readonly string[];
+}
+/** The rotation schedule: fires at most once a day. */
+export type RotationScheduleConfig = ScheduleConfig;
+
+/** The CloudHSM cluster whose backups the drill checks (`AMK_HSM_CLUSTER_ID`, in the service's region). */
+export interface HsmBackupsConfig {
+  readonly clusterId: string;
+  /** A region where a recent copy of the backups must exist too (`AMK_HSM_BACKUP_COPY_REGION`). */
+  readonly copyRegion?: string;
 }
 
 /**
@@ -149,9 +202,37 @@ const optionalText = z
   .transform((v) => (v === null ? undefined : v));
 
 const ACCOUNT_ID = z.string().regex(/^\d{12}$/, "must be a 12-digit AWS account id");
+/** An email address as SNS takes it for an email subscription (no display name, no comments). */
+const EMAIL =
+  /^(?=.{3,254}$)[A-Za-z0-9.!#$%&'*+=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
+const CLUSTER_ID = /^cluster-[a-z0-9]{11}$/;
+const EVENT_BUS_NAME = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9._-]{1,256}$/,
+    'must be the name (not the ARN) of an event bus in the target account and region, e.g. "default"',
+  );
 const REGION = z.string().regex(/^[a-z]{2}(?:-[a-z]+)+-\d$/, "must be an AWS region such as eu-central-1");
 
 const TTL_MESSAGE = `must be a whole number of seconds from ${DATA_KEY_TTL_BOUNDS.min} to ${DATA_KEY_TTL_BOUNDS.max}`;
+const UNLOCK_TIMEOUT_MESSAGE =
+  `must be a whole number of hours from ${UNLOCK_TIMEOUT_BOUNDS.min} to ${UNLOCK_TIMEOUT_BOUNDS.max} ` +
+  "(how long a recovery waits for an administrator to unlock the kit)";
+
+/** A whole number from context (a number, or a string with `-c`); absent: undefined. */
+const optionalWholeNumber = (message: string, min: number, max: number) =>
+  z
+    .union([z.string(), z.number(), z.null(), z.undefined()], { error: message })
+    .transform((v) =>
+      v === null || v === undefined
+        ? undefined
+        : typeof v === "string"
+          ? v.trim() === ""
+            ? NaN
+            : Number(v)
+          : v,
+    )
+    .pipe(z.number({ error: message }).int(message).min(min, message).max(max, message).optional());
 
 const schema = z.object({
   environment: optionalText
@@ -195,16 +276,7 @@ const schema = z.object({
       )
       .optional(),
   ),
-  lifecycleEventBus: optionalText
-    .transform((v) => v ?? DEFAULT_LIFECYCLE_EVENT_BUS)
-    .pipe(
-      z
-        .string()
-        .regex(
-          /^[A-Za-z0-9._-]{1,256}$/,
-          'must be the name (not the ARN) of an event bus in the target account and region, e.g. "default"',
-        ),
-    ),
+  lifecycleEventBus: optionalText.transform((v) => v ?? DEFAULT_LIFECYCLE_EVENT_BUS).pipe(EVENT_BUS_NAME),
   lifecycleEventSource: optionalText
     .transform((v) => v ?? DEFAULT_LIFECYCLE_EVENT_SOURCE)
     .pipe(
@@ -215,17 +287,7 @@ const schema = z.object({
           `must be an EventBridge event source such as ${DEFAULT_LIFECYCLE_EVENT_SOURCE} (not starting with "aws.")`,
         ),
     ),
-  dataKeyTtlSeconds: z
-    .union([z.string(), z.number(), z.null(), z.undefined()], { error: TTL_MESSAGE })
-    .transform((v) => (v === null || v === undefined ? undefined : typeof v === "string" ? Number(v) : v))
-    .pipe(
-      z
-        .number({ error: TTL_MESSAGE })
-        .int(TTL_MESSAGE)
-        .min(DATA_KEY_TTL_BOUNDS.min, TTL_MESSAGE)
-        .max(DATA_KEY_TTL_BOUNDS.max, TTL_MESSAGE)
-        .optional(),
-    ),
+  dataKeyTtlSeconds: optionalWholeNumber(TTL_MESSAGE, DATA_KEY_TTL_BOUNDS.min, DATA_KEY_TTL_BOUNDS.max),
   account: optionalText.pipe(ACCOUNT_ID.optional()),
   region: optionalText.pipe(REGION.optional()),
   vaultAccount: optionalText.pipe(ACCOUNT_ID.optional()),
@@ -244,10 +306,25 @@ const schema = z.object({
       .optional(),
   ),
   rotationSchedule: optionalText,
+  drillSchedule: optionalText,
+  eventBusName: optionalText.transform((v) => v ?? DEFAULT_EVENT_BUS).pipe(EVENT_BUS_NAME),
+  unlockTimeoutHours: optionalWholeNumber(
+    UNLOCK_TIMEOUT_MESSAGE,
+    UNLOCK_TIMEOUT_BOUNDS.min,
+    UNLOCK_TIMEOUT_BOUNDS.max,
+  ).transform((v) => v ?? DEFAULT_UNLOCK_TIMEOUT_HOURS),
+  // Never echoed either: a misplaced signing key must not end up in a CI log.
+  tokenSigningSecret: optionalText,
+  hsmClusterId: optionalText.pipe(
+    z.string().regex(CLUSTER_ID, "must be a CloudHSM cluster id such as cluster-jxhlf7644ne").optional(),
+  ),
+  hsmBackupCopyRegion: optionalText.pipe(REGION.optional()),
 });
 
 /** Bound of the rotation schedule: every run creates a master key version and re-wraps every document. */
 export const ROTATION_SCHEDULE_MIN_INTERVAL_MINUTES = 24 * 60;
+/** Bound of the drill schedule: a drill reads the kit and decrypts a sample in the HSM, at most once an hour. */
+export const DRILL_SCHEDULE_MIN_INTERVAL_MINUTES = 60;
 const RATE = /^rate\((\d{1,6}) (minute|minutes|hour|hours|day|days)\)$/;
 const CRON = /^cron\(([^()]*)\)$/;
 const CRON_FIELD = /^[0-9A-Za-z*?,/#L-]+$/;
@@ -258,6 +335,20 @@ const MINUTES_PER_UNIT: Record<string, number> = { minute: 1, hour: 60, day: 144
  * `cron(...)` whose minute and hour are single numbers (so it fires at most once a day). Returns the problem, if any.
  */
 export function rotationScheduleProblem(expression: string): string | undefined {
+  return scheduleProblem(expression, "rotation");
+}
+
+/**
+ * Checks an EventBridge Scheduler expression for the drill: `rate(<n> <unit>)` of at least an hour, or a six-field
+ * `cron(...)` whose minute is a single number (so it fires at most once an hour). Returns the problem, if any.
+ */
+export function drillScheduleProblem(expression: string): string | undefined {
+  return scheduleProblem(expression, "drill");
+}
+
+function scheduleProblem(expression: string, what: "rotation" | "drill"): string | undefined {
+  const daily = what === "rotation";
+  const minInterval = daily ? ROTATION_SCHEDULE_MIN_INTERVAL_MINUTES : DRILL_SCHEDULE_MIN_INTERVAL_MINUTES;
   const rate = RATE.exec(expression);
   if (rate !== null) {
     const n = Number(rate[1]);
@@ -266,8 +357,10 @@ export function rotationScheduleProblem(expression: string): string | undefined 
     if ((n === 1) !== !unit.endsWith("s")) {
       return `the unit must be singular for 1 and plural otherwise (e.g. "rate(1 day)", "rate(30 days)")`;
     }
-    if (n * MINUTES_PER_UNIT[unit.replace(/s$/, "")]! < ROTATION_SCHEDULE_MIN_INTERVAL_MINUTES) {
-      return "a rotation may be scheduled at most once a day (rate of at least 1 day)";
+    if (n * MINUTES_PER_UNIT[unit.replace(/s$/, "")]! < minInterval) {
+      return daily
+        ? "a rotation may be scheduled at most once a day (rate of at least 1 day)"
+        : "a drill may be scheduled at most once an hour (rate of at least 1 hour)";
     }
     return undefined;
   }
@@ -285,23 +378,24 @@ export function rotationScheduleProblem(expression: string): string | undefined 
       string,
       string,
     ];
-    if (
-      !/^\d{1,2}$/.test(minutes) ||
-      Number(minutes) > 59 ||
-      !/^\d{1,2}$/.test(hours) ||
-      Number(hours) > 23
-    ) {
+    const single = (field: string, max: number) => /^\d{1,2}$/.test(field) && Number(field) <= max;
+    if (daily && (!single(minutes, 59) || !single(hours, 23))) {
       return (
         "the minutes and hours of the cron expression must be single numbers (0-59, 0-23): a rotation may be " +
         "scheduled at most once a day"
       );
+    }
+    if (!daily && !single(minutes, 59)) {
+      return "the minutes of the cron expression must be a single number (0-59): a drill may be scheduled at most once an hour";
     }
     if ((dayOfMonth === "?") === (dayOfWeek === "?")) {
       return "exactly one of day-of-month and day-of-week must be ? (e.g. cron(0 3 1 * ? *))";
     }
     return undefined;
   }
-  return 'must be an EventBridge Scheduler expression: "rate(<n> days)" or "cron(<minutes> <hours> <day-of-month> <month> <day-of-week> <year>)"';
+  return daily
+    ? 'must be an EventBridge Scheduler expression: "rate(<n> days)" or "cron(<minutes> <hours> <day-of-month> <month> <day-of-week> <year>)"'
+    : 'must be an EventBridge Scheduler expression: "rate(<n> hours)", "rate(<n> days)" or "cron(<minutes> <hours> <day-of-month> <month> <day-of-week> <year>)"';
 }
 
 /**
@@ -354,8 +448,16 @@ function parseRoleArnList(key: string, value: unknown): { arns: string[] } | { p
   return "problems" in list ? list : { arns: list.items };
 }
 
-function parsePinSecret(value: string | undefined, environment: string): PinSecretRef | string {
-  if (value === undefined) return { kind: "name", name: defaultPinSecretName(environment) };
+/**
+ * A secret reference from context: absent (the default name), a complete ARN, or a name. `looksLikeTheSecret` tells
+ * a value that is probably the secret itself (refused, and never echoed).
+ */
+function parseSecretRef(
+  value: string | undefined,
+  defaultName: string,
+  looksLikeTheSecret: (value: string) => string | undefined,
+): SecretRef | string {
+  if (value === undefined) return { kind: "name", name: defaultName };
   if (value.startsWith("arn:")) {
     const m = SECRET_COMPLETE_ARN.exec(value);
     if (m?.[1] === undefined) {
@@ -366,40 +468,47 @@ function parsePinSecret(value: string | undefined, environment: string): PinSecr
     }
     return { kind: "arn", arn: value, name: m[1] };
   }
-  if (value.includes(":")) {
-    return (
-      "is neither a secret name nor an ARN (secret names contain no ':'). It looks like a PIN: " +
-      "configure the name or ARN of the secret that holds the PIN, never the PIN itself"
-    );
-  }
+  const secret = looksLikeTheSecret(value);
+  if (secret !== undefined) return secret;
   if (!SECRET_NAME.test(value)) {
     return "must be a Secrets Manager secret name: 1-512 characters from A-Z a-z 0-9 / _ + = . @ -";
   }
   return { kind: "name", name: value };
 }
 
+function parsePinSecret(value: string | undefined, environment: string): PinSecretRef | string {
+  return parseSecretRef(value, defaultPinSecretName(environment), (v) =>
+    v.includes(":")
+      ? "is neither a secret name nor an ARN (secret names contain no ':'). It looks like a PIN: " +
+        "configure the name or ARN of the secret that holds the PIN, never the PIN itself"
+      : undefined,
+  );
+}
+
+/**
+ * Standard base64 of at least 32 bytes, mixing upper case, lower case and digits, without a `-`, `_` or `.`: more
+ * likely a pasted signing key than a secret's name (names such as `arquivomate-keys/prod/token-signing-key` pass).
+ */
+const LOOKS_LIKE_KEY = /^(?=.*[A-Z])(?=.*[a-z])(?=.*\d)[A-Za-z0-9+/]{42,}={0,2}$/;
+
+function parseTokenSigningSecret(value: string | undefined, environment: string): SecretRef | string {
+  return parseSecretRef(value, defaultTokenSigningSecretName(environment), (v) => {
+    if (v.includes(":")) return "is neither a secret name nor an ARN (secret names contain no ':')";
+    if (LOOKS_LIKE_KEY.test(v)) {
+      return (
+        "looks like a key rather than a secret name: configure the name or ARN of the secret that holds the " +
+        "signing key, never the key itself"
+      );
+    }
+    return undefined;
+  });
+}
+
 /** Reads and validates the configuration from the context of `scope` (usually the App). Throws on any problem. */
 export function loadConfig(scope: IConstruct): AmkConfig {
-  const raw: Record<ConfigField, unknown> = {
-    environment: scope.node.tryGetContext(CONTEXT_KEYS.environment),
-    pkcs11Library: scope.node.tryGetContext(CONTEXT_KEYS.pkcs11Library),
-    tokenLabel: scope.node.tryGetContext(CONTEXT_KEYS.tokenLabel),
-    pinSecret: scope.node.tryGetContext(CONTEXT_KEYS.pinSecret),
-    pkcs11LayerArn: scope.node.tryGetContext(CONTEXT_KEYS.pkcs11LayerArn),
-    lifecycleEventBus: scope.node.tryGetContext(CONTEXT_KEYS.lifecycleEventBus),
-    lifecycleEventSource: scope.node.tryGetContext(CONTEXT_KEYS.lifecycleEventSource),
-    dataKeyTtlSeconds: scope.node.tryGetContext(CONTEXT_KEYS.dataKeyTtlSeconds),
-    account: scope.node.tryGetContext(CONTEXT_KEYS.account),
-    region: scope.node.tryGetContext(CONTEXT_KEYS.region),
-    vaultAccount: scope.node.tryGetContext(CONTEXT_KEYS.vaultAccount),
-    vaultRegion: scope.node.tryGetContext(CONTEXT_KEYS.vaultRegion),
-    vaultWriterRoleArns: scope.node.tryGetContext(CONTEXT_KEYS.vaultWriterRoleArns),
-    unlockRoleArns: scope.node.tryGetContext(CONTEXT_KEYS.unlockRoleArns),
-    vaultAccessRoleArn: scope.node.tryGetContext(CONTEXT_KEYS.vaultAccessRoleArn),
-    vaultKeyArn: scope.node.tryGetContext(CONTEXT_KEYS.vaultKeyArn),
-    rotationSchedule: scope.node.tryGetContext(CONTEXT_KEYS.rotationSchedule),
-    rotationWorkspaces: scope.node.tryGetContext(CONTEXT_KEYS.rotationWorkspaces),
-  };
+  const raw = Object.fromEntries(
+    Object.entries(CONTEXT_KEYS).map(([field, key]) => [field, scope.node.tryGetContext(key) as unknown]),
+  ) as Record<ConfigField, unknown>;
   const problems: string[] = [];
 
   const known = new Set<string>(Object.values(CONTEXT_KEYS));
@@ -415,7 +524,7 @@ export function loadConfig(scope: IConstruct): AmkConfig {
       const field = issue.path[0] as ConfigField;
       const key = CONTEXT_KEYS[field] ?? String(field);
       const shown =
-        field === "pinSecret" || typeof raw[field] !== "string" ? "" : ` (got "${String(raw[field])}")`;
+        SECRET_FIELDS.has(field) || typeof raw[field] !== "string" ? "" : ` (got "${String(raw[field])}")`;
       problems.push(`${key}: ${issue.message}${shown}`);
     }
   }
@@ -425,6 +534,16 @@ export function loadConfig(scope: IConstruct): AmkConfig {
     const ref = parsePinSecret(raw.pinSecret ?? undefined, environment);
     if (typeof ref === "string") problems.push(`${CONTEXT_KEYS.pinSecret}: ${ref}`);
     else pinSecret = ref;
+  }
+  let tokenSigningSecret: SecretRef | undefined;
+  if (
+    raw.tokenSigningSecret === undefined ||
+    raw.tokenSigningSecret === null ||
+    typeof raw.tokenSigningSecret === "string"
+  ) {
+    const ref = parseTokenSigningSecret(raw.tokenSigningSecret ?? undefined, environment);
+    if (typeof ref === "string") problems.push(`${CONTEXT_KEYS.tokenSigningSecret}: ${ref}`);
+    else tokenSigningSecret = ref;
   }
   if (parsed.success && (parsed.data.account === undefined) !== (parsed.data.region === undefined)) {
     problems.push(
@@ -442,6 +561,18 @@ export function loadConfig(scope: IConstruct): AmkConfig {
     hint: "is not a workspace id (letters, digits, - and _, 1-64, starting with a letter or digit)",
   });
   if ("problems" in rotationWorkspaces) problems.push(...rotationWorkspaces.problems);
+  const drillWorkspaces = parseList(CONTEXT_KEYS.drillWorkspaces, raw.drillWorkspaces, {
+    plural: "workspace ids",
+    isValid: (item) => WorkspaceIdSchema.safeParse(item).success,
+    hint: "is not a workspace id (letters, digits, - and _, 1-64, starting with a letter or digit)",
+  });
+  if ("problems" in drillWorkspaces) problems.push(...drillWorkspaces.problems);
+  const alertEmails = parseList(CONTEXT_KEYS.alertEmails, raw.alertEmails, {
+    plural: "email addresses",
+    isValid: (item) => EMAIL.test(item),
+    hint: "is not an email address (e.g. keys-oncall@example.com; no display name)",
+  });
+  if ("problems" in alertEmails) problems.push(...alertEmails.problems);
 
   let vaultAccount: string | undefined;
   let vaultRegion: string | undefined;
@@ -515,13 +646,54 @@ export function loadConfig(scope: IConstruct): AmkConfig {
     }
   }
 
+  let drillSchedule: ScheduleConfig | undefined;
+  if (parsed.success && "items" in drillWorkspaces) {
+    const given = parsed.data.drillSchedule;
+    const expression = given ?? DEFAULT_DRILL_SCHEDULE;
+    const workspaceIds = drillWorkspaces.items;
+    const problem = drillScheduleProblem(expression);
+    if (problem !== undefined) {
+      problems.push(`${CONTEXT_KEYS.drillSchedule}: ${problem} (got "${expression.slice(0, 200)}")`);
+    } else if (workspaceIds.length > 0) drillSchedule = { expression, workspaceIds };
+    else if (given !== undefined) {
+      problems.push(
+        `${CONTEXT_KEYS.drillSchedule}: needs ${CONTEXT_KEYS.drillWorkspaces}, the workspace ids to drill ` +
+          "(a JSON array in cdk.json, or comma-separated with -c)",
+      );
+    }
+  }
+
+  let hsmBackups: HsmBackupsConfig | undefined;
+  if (parsed.success) {
+    const { hsmClusterId, hsmBackupCopyRegion, region } = parsed.data;
+    if (hsmClusterId !== undefined) {
+      if (hsmBackupCopyRegion !== undefined && hsmBackupCopyRegion === region) {
+        problems.push(
+          `${CONTEXT_KEYS.hsmBackupCopyRegion}: must be another region than the cluster's (${CONTEXT_KEYS.region}, ` +
+            `${region}): the copy is what survives the loss of that region`,
+        );
+      }
+      hsmBackups = {
+        clusterId: hsmClusterId,
+        ...(hsmBackupCopyRegion === undefined ? {} : { copyRegion: hsmBackupCopyRegion }),
+      };
+    } else if (hsmBackupCopyRegion !== undefined) {
+      problems.push(
+        `${CONTEXT_KEYS.hsmBackupCopyRegion}: needs ${CONTEXT_KEYS.hsmClusterId}, the cluster whose backups are copied`,
+      );
+    }
+  }
+
   if (
     problems.length > 0 ||
     !parsed.success ||
     pinSecret === undefined ||
+    tokenSigningSecret === undefined ||
     "problems" in writers ||
     "problems" in unlockers ||
-    "problems" in rotationWorkspaces
+    "problems" in rotationWorkspaces ||
+    "problems" in drillWorkspaces ||
+    "problems" in alertEmails
   ) {
     throw new InvalidInfraConfigError(problems);
   }
@@ -546,5 +718,11 @@ export function loadConfig(scope: IConstruct): AmkConfig {
       ...(d.vaultKeyArn === undefined ? {} : { keyArn: d.vaultKeyArn }),
     },
     ...(rotationSchedule === undefined ? {} : { rotationSchedule }),
+    ...(drillSchedule === undefined ? {} : { drillSchedule }),
+    alertEmails: alertEmails.items,
+    eventBusName: d.eventBusName,
+    unlockTimeoutHours: d.unlockTimeoutHours,
+    tokenSigningSecret,
+    ...(hsmBackups === undefined ? {} : { hsmBackups }),
   };
 }

@@ -47,3 +47,22 @@ export function vaultAccessRoleName(config: Pick<AmkConfig, "environment">): str
 export function rotationCompleteRoleName(config: Pick<AmkConfig, "environment">): string {
   return `amk-${config.environment}-rotation-complete`;
 }
+
+/**
+ * Physical names of the roles of the other functions that use the vault through its access role, fixed for the same
+ * reason as `rotationCompleteRoleName`: the vault stack's trust policy lists them (`amk:vaultWriterRoleArns` for the
+ * kit re-issuing `RecoveryComplete`; `amk:unlockRoleArns` for the readers `RecoveryStart`, `RecoveryUnlock` and
+ * `DrillRun`), and the stacks share no reference.
+ */
+export function recoveryCompleteRoleName(config: Pick<AmkConfig, "environment">): string {
+  return `amk-${config.environment}-recovery-complete`;
+}
+export function recoveryStartRoleName(config: Pick<AmkConfig, "environment">): string {
+  return `amk-${config.environment}-recovery-start`;
+}
+export function recoveryUnlockRoleName(config: Pick<AmkConfig, "environment">): string {
+  return `amk-${config.environment}-recovery-unlock`;
+}
+export function drillRunRoleName(config: Pick<AmkConfig, "environment">): string {
+  return `amk-${config.environment}-drill-run`;
+}

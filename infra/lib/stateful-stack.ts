@@ -10,6 +10,9 @@
  *   function (events it refused or could not handle, with the reason) and of its EventBridge rule (events that could
  *   not be delivered to the function), encrypted with their own customer-managed key. Retained: they hold the only
  *   copy of events that still have to be dealt with.
+ * - `AlertsKey`, `Alerts`: the SNS topic the functions raise alerts on (recovery, drills, rotation failures, admin
+ *   lockouts), encrypted with its own customer-managed key, TLS only, with the email subscriptions of
+ *   `amk:alertEmails`. Retained: its confirmed subscriptions are what people receive alerts by.
  */
 import { CfnOutput, Duration, RemovalPolicy, Stack, Validations, type StackProps } from "aws-cdk-lib";
 import {
@@ -22,6 +25,8 @@ import {
 } from "aws-cdk-lib/aws-dynamodb";
 import { PolicyStatement, ServicePrincipal } from "aws-cdk-lib/aws-iam";
 import { Key, type IKey } from "aws-cdk-lib/aws-kms";
+import { Topic, type ITopic } from "aws-cdk-lib/aws-sns";
+import { EmailSubscription } from "aws-cdk-lib/aws-sns-subscriptions";
 import { CfnQueue, Queue, QueueEncryption, type IQueue } from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
 import type { AmkConfig } from "./config.js";
@@ -46,6 +51,14 @@ export interface DeadLetterResources {
   readonly key: IKey;
 }
 
+/** The alert topic and the key that encrypts it. */
+export interface AlertResources {
+  /** SNS topic of the alerts (`AMK_ALERT_TOPIC_ARN` of the functions that raise them). */
+  readonly topic: ITopic;
+  /** Its customer-managed key: a publisher needs kms:GenerateDataKey and kms:Decrypt on it. */
+  readonly key: IKey;
+}
+
 /** How long a dead letter is kept: the SQS maximum, so that a failure over a long weekend is still there. */
 export const DEAD_LETTER_RETENTION = Duration.days(14);
 
@@ -66,6 +79,7 @@ export const EVENT_STORE_SCHEMA = {
 export class StatefulStack extends Stack {
   readonly eventStore: EventStoreResources;
   readonly deadLetters: DeadLetterResources;
+  readonly alerts: AlertResources;
 
   constructor(scope: Construct, id: string, props: StatefulStackProps) {
     super(scope, id, props);
@@ -101,6 +115,39 @@ export class StatefulStack extends Stack {
 
     this.eventStore = { table, key };
     this.deadLetters = this.createDeadLetters(props.config);
+    this.alerts = this.createAlerts(props.config);
+  }
+
+  private createAlerts(config: AmkConfig): AlertResources {
+    const { environment } = config;
+    // Its own key (not the AWS managed alias/aws/sns): a later CloudWatch alarm or EventBridge rule can only publish
+    // to an encrypted topic if the key policy lets that service use the key, which a managed key's policy never does.
+    // The default key policy defers to IAM: the publishers get GenerateDataKey/Decrypt in their own policies.
+    const key = new Key(this, "AlertsKey", {
+      description: `ArquivoMate Keys (${environment}): encryption at rest of the alert topic`,
+      alias: `alias/arquivomate-keys/${environment}/alerts`,
+      enableKeyRotation: true,
+      rotationPeriod: Duration.days(365),
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    const topic = new Topic(this, "Alerts", {
+      displayName: `ArquivoMate Keys (${environment}) alerts`,
+      masterKey: key,
+      // A topic policy denying every call without TLS (aws:SecureTransport false).
+      enforceSSL: true,
+    });
+    topic.applyRemovalPolicy(RemovalPolicy.RETAIN);
+    for (const email of config.alertEmails) {
+      // Each address confirms its subscription from the email SNS sends it; until then it receives nothing.
+      topic.addSubscription(new EmailSubscription(email));
+    }
+
+    new CfnOutput(this, "AlertTopicArn", {
+      description:
+        "SNS topic of the alerts (recovery, drills, rotation failures, administrator lockouts); subscribe with amk:alertEmails or directly",
+      value: topic.topicArn,
+    });
+    return { topic, key };
   }
 
   private createDeadLetters(config: AmkConfig): DeadLetterResources {

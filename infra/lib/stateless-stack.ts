@@ -12,10 +12,20 @@
  *   (`RotationStart`, `RotationPlan`, `RotationRewrapShard`, `RotationCensus`, `RotationComplete`, `RotationFailure`,
  *   all from functions/rotation/handlers.ts), each granted exactly the DynamoDB calls of its step; started by hand or,
  *   with `amk:rotationSchedule`, by one EventBridge Scheduler schedule per workspace of `amk:rotationWorkspaces`.
+ * - `RecoveryWorkflow`: the recovery state machine (workflows/recovery-workflow.ts) and its seven functions
+ *   (`RecoveryStart`, `RecoveryAwaitUnlock`, `RecoveryRotate`, `RecoveryVerify`, `RecoveryInvalidateTokens`,
+ *   `RecoveryComplete`, `RecoveryFailure`, from functions/recovery/handlers.ts); the re-wrap runs on the rotation's
+ *   `RotationPlan`, `RotationRewrapShard` and `RotationCensus`. `RecoveryUnlock` (functions/recovery-unlock) is not
+ *   in it: administrators call it with their passphrase and second factor, and it resumes the waiting execution.
+ * - `DrillWorkflow`: the drill state machine (workflows/drill-workflow.ts) and `DrillRun` (functions/drill), started
+ *   by one EventBridge Scheduler schedule per workspace of `amk:drillWorkspaces` (`amk:drillSchedule`).
+ * - `TokenAuthorizer`: the API Gateway Lambda authorizer of access tokens (functions/token-authorizer); no HSM.
+ * Every function that raises alerts publishes them on the stateful stack's `Alerts` topic (`AMK_ALERT_TOPIC_ARN`).
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
+  ArnFormat,
   CfnOutput,
   Duration,
   RemovalPolicy,
@@ -26,7 +36,7 @@ import {
 } from "aws-cdk-lib";
 import { EventBus, Rule } from "aws-cdk-lib/aws-events";
 import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
-import { PolicyStatement, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
+import { PolicyStatement, Role, ServicePrincipal, type IRole } from "aws-cdk-lib/aws-iam";
 import { Architecture, CfnFunction, LayerVersion, Runtime, type ILayerVersion } from "aws-cdk-lib/aws-lambda";
 import { SqsDestination } from "aws-cdk-lib/aws-lambda-destinations";
 import { NodejsFunction, OutputFormat, type NodejsFunctionProps } from "aws-cdk-lib/aws-lambda-nodejs";
@@ -35,11 +45,28 @@ import { Schedule, ScheduleExpression, ScheduleGroup, ScheduleTargetInput } from
 import { StepFunctionsStartExecution } from "aws-cdk-lib/aws-scheduler-targets";
 import { Secret, type ISecret } from "aws-cdk-lib/aws-secretsmanager";
 import { Queue, type IQueue } from "aws-cdk-lib/aws-sqs";
+import { LogLevel, type StateMachine } from "aws-cdk-lib/aws-stepfunctions";
 import type { Construct } from "constructs";
+import { EVENT_SOURCE } from "../../core/bus/event-bus.js";
+import { DrillWorkflow } from "../../workflows/drill-workflow.js";
+import { RecoveryWorkflow } from "../../workflows/recovery-workflow.js";
 import { RotationWorkflow } from "../../workflows/rotation-workflow.js";
-import type { AmkConfig } from "./config.js";
-import { lifecycleRuleName, rotationCompleteRoleName, vaultAccessRoleName } from "./names.js";
-import { EVENT_STORE_SCHEMA, type DeadLetterResources, type EventStoreResources } from "./stateful-stack.js";
+import type { AmkConfig, ScheduleConfig } from "./config.js";
+import {
+  drillRunRoleName,
+  lifecycleRuleName,
+  recoveryCompleteRoleName,
+  recoveryStartRoleName,
+  recoveryUnlockRoleName,
+  rotationCompleteRoleName,
+  vaultAccessRoleName,
+} from "./names.js";
+import {
+  EVENT_STORE_SCHEMA,
+  type AlertResources,
+  type DeadLetterResources,
+  type EventStoreResources,
+} from "./stateful-stack.js";
 import { CALLER_TAG_KEY, CALLER_TAG_VALUES, flattenForNag } from "./vault-stack.js";
 
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -62,6 +89,19 @@ export const FUNCTION_ARCHITECTURE = Architecture.X86_64;
  * versions match) comes from the Lambda runtime.
  */
 export const EXTERNAL_MODULES = ["pkcs11js", "@aws-sdk/*", "@smithy/*"];
+
+/**
+ * argon2 (the kit's passphrase KDF) loads a native binary at run time that esbuild cannot bundle: the functions that
+ * open or issue kits get it installed next to their bundle (`nodeModules`; the package ships prebuilt linux-x64
+ * binaries, so the bundling machine needs no compiler). Keyed by entry file.
+ */
+export const KIT_FUNCTION_ENTRIES = [
+  "rotation/handlers.ts",
+  "recovery/handlers.ts",
+  "recovery-unlock/handler.ts",
+  "drill/handler.ts",
+];
+export const NATIVE_NODE_MODULES = ["argon2"];
 
 /**
  * The bundle is ESM (`index.mjs`), where `require` does not exist; esbuild's shim for `require("pkcs11js")` and for
@@ -115,6 +155,26 @@ const [CENSUS_BY_KEY_ID, KEY_IDS_IN_USE] = EVENT_STORE_SCHEMA.censusIndexes.map(
 ];
 
 /**
+ * What a function may do beyond its own logs (and, for a function that opens the HSM, the PIN secret); its grants
+ * and environment are derived from this.
+ */
+export interface FunctionAccess {
+  /** It appends events (PutItem, BatchGetItem on top of the reads); false: it only reads the event store. */
+  readonly append: boolean;
+  /** The census indexes it queries. */
+  readonly indexes: readonly string[];
+  /**
+   * It uses the vault through the vault stack's access role, assumed with this session tag (`amk:vault-caller`):
+   * `writer` writes kits (and reads them), `unlock` reads kits and factor secrets (the vault has no kit-only kind).
+   */
+  readonly vault?: "writer" | "unlock";
+  /** It raises alerts: `AMK_ALERT_TOPIC_ARN`, sns:Publish on the alert topic and the topic key's data-key actions. */
+  readonly alerts?: boolean;
+  /** It publishes on the event bus: `AMK_EVENT_BUS_NAME`, events:PutEvents on that bus (source arquivomate.keys). */
+  readonly bus?: boolean;
+}
+
+/**
  * What each rotation step does against the event store (core/rotation/rotation-service.ts through
  * DynamoDbEventStore), hence its grants: `append` = it appends events (PutItem, BatchGetItem on top of the reads);
  * `indexes` = the census indexes it queries.
@@ -124,18 +184,74 @@ const [CENSUS_BY_KEY_ID, KEY_IDS_IN_USE] = EVENT_STORE_SCHEMA.censusIndexes.map(
  *   stream; re-wraps in the HSM.
  * - census: reads the workspace; counts (census-1), lists the key ids in use (census-2), samples documents on the new
  *   version (census-1) and reads their streams.
- * - complete: the census (census-1, census-2); re-issues the kit (HSM export, vault put, KitIssued appended);
- *   appends the retirements and RotationCompleted.
- * - failure: reads the workspace, appends RotationFailed.
+ * - complete: the census (census-1, census-2); re-issues the kit (HSM export, vault put as writer, KitIssued
+ *   appended); appends the retirements and RotationCompleted.
+ * - failure: reads the workspace, appends RotationFailed, raises ROTATION_FAILED (the only rotation step that
+ *   alerts).
  */
 export const ROTATION_STEP_ACCESS = {
   start: { append: true, indexes: [] },
   plan: { append: false, indexes: [CENSUS_BY_KEY_ID] },
   rewrapShard: { append: true, indexes: [CENSUS_BY_KEY_ID] },
   census: { append: false, indexes: [CENSUS_BY_KEY_ID, KEY_IDS_IN_USE] },
-  complete: { append: true, indexes: [CENSUS_BY_KEY_ID, KEY_IDS_IN_USE] },
-  failure: { append: true, indexes: [] },
-} as const satisfies Record<string, { append: boolean; indexes: readonly string[] }>;
+  complete: { append: true, indexes: [CENSUS_BY_KEY_ID, KEY_IDS_IN_USE], vault: "writer" },
+  failure: { append: true, indexes: [], alerts: true },
+} as const satisfies Record<string, FunctionAccess>;
+
+/**
+ * What each recovery function does (core/recovery/recovery-service.ts through DynamoDbEventStore, the vault and the
+ * HSM), hence its grants. Every one of them opens the HSM when it starts (the handlers build the whole recovery
+ * service), so every one reads the PIN secret; none but those named here reaches the vault, the topic or the bus.
+ * - start (Validate): reads the workspace, appends RecoveryStarted (the lock); reads the kit from the vault (current
+ *   or given version) and checks it covers every version in use: lists the key ids in use (census-2) and looks keys
+ *   up in the HSM.
+ * - awaitUnlock (AwaitUnlock): reads the workspace, appends RecoveryAwaitingUnlock with the task token.
+ * - rotate (Rotate): reads the workspace, checks the recovered keys are in the HSM, creates a drill key if the HSM
+ *   lost it (DrillKeyCreated) and the fresh master key version (RotationStarted); closing a superseded rotation
+ *   appends RotationFailed and raises ROTATION_FAILED.
+ * - verify (Verify): reads; counts the documents left on the recovered versions (census-1), decrypts the canaries
+ *   and a sample of documents on the new version (census-1, their streams) in the HSM. Appends nothing.
+ * - invalidateTokens (InvalidateTokens): reads, appends AccessTokensInvalidated (a new token epoch) and publishes it
+ *   on the event bus.
+ * - complete (Complete): completes the rotation (the census on census-1 and census-2; re-issues the kit: HSM export,
+ *   vault put as writer, KitIssued; the retirements), counts the documents on the new key (census-1), appends
+ *   RecoveryCompleted and raises RECOVERY_COMPLETED.
+ * - failure (RecordFailure): reads, appends RecoveryFailed, raises RECOVERY_FAILED / RECOVERY_REJECTED.
+ * - unlock (not a state: called by administrators): reads; opens the kit (the vault's kit and the administrator's
+ *   factor secret: the unlock reader), counts failed attempts (UnlockAttemptFailed, ADMIN_SLOT_LOCKED alert) and
+ *   successes; imports the master key versions into the HSM; checks coverage (census-2 and the HSM); appends
+ *   RecoveryUnlocked; resumes the execution with states:SendTaskSuccess (granted separately).
+ */
+export const RECOVERY_STEP_ACCESS = {
+  start: { append: true, indexes: [KEY_IDS_IN_USE], vault: "unlock" },
+  awaitUnlock: { append: true, indexes: [] },
+  rotate: { append: true, indexes: [], alerts: true },
+  verify: { append: false, indexes: [CENSUS_BY_KEY_ID] },
+  invalidateTokens: { append: true, indexes: [], bus: true },
+  complete: { append: true, indexes: [CENSUS_BY_KEY_ID, KEY_IDS_IN_USE], vault: "writer", alerts: true },
+  failure: { append: true, indexes: [], alerts: true },
+  unlock: { append: true, indexes: [KEY_IDS_IN_USE], vault: "unlock", alerts: true },
+} as const satisfies Record<string, FunctionAccess>;
+
+/**
+ * The drill (core/drills/drill-service.ts): reads the workspace; reads the kit from the vault and checks it in the
+ * HSM through the drill slot; lists the key ids in use (census-2) and samples documents per version (census-1,
+ * their records with BatchGetItem); decrypts the canaries; appends DrillCompleted and, when a check failed, raises
+ * the alert. The CloudHSM backup check (cloudhsm:DescribeBackups) is granted only with `amk:hsmClusterId`.
+ */
+export const DRILL_ACCESS = {
+  append: true,
+  indexes: [CENSUS_BY_KEY_ID, KEY_IDS_IN_USE],
+  vault: "unlock",
+  alerts: true,
+} as const satisfies FunctionAccess;
+
+/** The token authorizer (core/access through DynamoDbEventStore): reads the workspace's token epoch, nothing else. */
+export const TOKEN_AUTHORIZER_ACCESS = { append: false, indexes: [] } as const satisfies FunctionAccess;
+
+/** The actions a function that raises alerts gets: on the topic, and on its key (SNS encrypts with the caller's). */
+export const ALERT_TOPIC_ACTIONS = ["sns:Publish"];
+export const ALERT_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"];
 
 /** The rotation's shard tasks: 15 min (the Lambda maximum), of which 14 min are spent re-wrapping. */
 export const REWRAP_SHARD_TIMEOUT = Duration.minutes(15);
@@ -143,6 +259,9 @@ export const REWRAP_BUDGET_MS = 840_000;
 /** Delivery of a scheduled rotation start: 8 attempts within at most 2 h (then the start is dropped; see docs). */
 export const ROTATION_SCHEDULE_RETRY_ATTEMPTS = 8;
 export const ROTATION_SCHEDULE_MAX_EVENT_AGE = Duration.hours(2);
+/** Delivery of a scheduled drill start: as for the rotation (a dropped start shows as a day without DrillCompleted). */
+export const DRILL_SCHEDULE_RETRY_ATTEMPTS = 8;
+export const DRILL_SCHEDULE_MAX_EVENT_AGE = Duration.hours(2);
 
 export interface StatelessStackProps extends StackProps {
   readonly config: AmkConfig;
@@ -150,9 +269,11 @@ export interface StatelessStackProps extends StackProps {
   readonly eventStore: EventStoreResources;
   /** The document-lifecycle dead-letter queues and their key from the stateful stack. */
   readonly deadLetters: DeadLetterResources;
+  /** The alert topic and its key from the stateful stack. */
+  readonly alerts: AlertResources;
 }
 
-interface HsmFunctionProps {
+interface FunctionProps {
   /** Construct id of the function; its role and log group are `<id>Role` and `<id>Logs`. */
   readonly id: string;
   /**
@@ -167,9 +288,9 @@ interface HsmFunctionProps {
   readonly description: string;
   readonly memorySize: number;
   readonly timeout: Duration;
-  /** Environment on top of the PKCS#11 settings. */
+  /** Environment on top of the PKCS#11 settings (for an HSM function). */
   readonly environment?: Record<string, string>;
-  /** Statements of the role on top of its own logs and the PIN secret. */
+  /** Statements of the role on top of its own logs (and, for an HSM function, the PIN secret). */
   readonly statements?: PolicyStatement[];
   /** Further function options (asynchronous invocation settings). */
   readonly options?: Pick<NodejsFunctionProps, "retryAttempts" | "maxEventAge" | "onFailure">;
@@ -196,6 +317,27 @@ export class StatelessStack extends Stack {
   };
   /** The scheduled starts, one per workspace of `amk:rotationWorkspaces`; empty without `amk:rotationSchedule`. */
   readonly rotationSchedules: Schedule[];
+  readonly alerts: AlertResources;
+  /** The recovery state machine (`RecoveryWorkflow/StateMachine`) and its own seven functions. */
+  readonly recoveryWorkflow: RecoveryWorkflow;
+  readonly recoveryFunctions: {
+    readonly start: NodejsFunction;
+    readonly awaitUnlock: NodejsFunction;
+    readonly rotate: NodejsFunction;
+    readonly verify: NodejsFunction;
+    readonly invalidateTokens: NodejsFunction;
+    readonly complete: NodejsFunction;
+    readonly failure: NodejsFunction;
+  };
+  /** The unlock function (`RecoveryUnlock`): called by administrators, resumes the waiting recovery. */
+  readonly recoveryUnlock: NodejsFunction;
+  /** The drill state machine (`DrillWorkflow/StateMachine`) and its function (`DrillRun`). */
+  readonly drillWorkflow: DrillWorkflow;
+  readonly drillRun: NodejsFunction;
+  /** The scheduled drills, one per workspace of `amk:drillWorkspaces`; empty without workspaces. */
+  readonly drillSchedules: Schedule[];
+  /** The access-token authorizer (`TokenAuthorizer`); no HSM. */
+  readonly tokenAuthorizer: NodejsFunction;
 
   private readonly config: AmkConfig;
   private readonly pinSecretPolicyArn: string;
@@ -208,6 +350,7 @@ export class StatelessStack extends Stack {
     this.config = config;
     this.eventStore = props.eventStore;
     this.deadLetters = props.deadLetters;
+    this.alerts = props.alerts;
 
     // The secret exists outside this app (created by whoever initialised the HSM cluster); reference it only.
     this.pinSecret =
@@ -348,6 +491,18 @@ export class StatelessStack extends Stack {
     this.rotationFunctions = rotation.functions;
     this.rotationSchedules = rotation.schedules;
 
+    const recovery = this.createRecovery();
+    this.recoveryWorkflow = recovery.workflow;
+    this.recoveryFunctions = recovery.functions;
+    this.recoveryUnlock = recovery.unlock;
+
+    const drill = this.createDrill();
+    this.drillWorkflow = drill.workflow;
+    this.drillRun = drill.run;
+    this.drillSchedules = drill.schedules;
+
+    this.tokenAuthorizer = this.createTokenAuthorizer();
+
     for (const [fn, label] of [
       [this.generateDataKeys, "GenerateDataKeys"],
       [this.decryptDataKeys, "DecryptDataKeys"],
@@ -378,82 +533,14 @@ export class StatelessStack extends Stack {
     schedules: Schedule[];
   } {
     const { config } = this;
-    const { table, key: tableKey } = this.eventStore;
-    // The handlers build the vault client in every step (functions/shared/vault.ts needs its region to start); only
-    // RotationComplete calls it. Default: the service's region, as for the vault stack.
-    const vaultRegion = config.vault.region ?? this.region;
-    const environment: Record<string, string> = {
-      AMK_EVENT_TABLE: table.tableName,
-      AMK_VAULT_REGION: vaultRegion,
-    };
-
-    const eventStoreStatements = (access: { append: boolean; indexes: readonly string[] }) => [
-      new PolicyStatement({
-        sid: access.append ? "AppendToEventStore" : "ReadEventStore",
-        actions: access.append ? EVENT_STORE_APPEND_ACTIONS : EVENT_STORE_READ_ACTIONS,
-        resources: [table.tableArn],
-      }),
-      ...(access.indexes.length === 0
-        ? []
-        : [
-            new PolicyStatement({
-              sid: "QueryCensusIndexes",
-              actions: EVENT_STORE_INDEX_ACTIONS,
-              resources: access.indexes.map((index) => `${table.tableArn}/index/${index}`),
-            }),
-          ]),
-      new PolicyStatement({
-        sid: "UseEventStoreKey",
-        actions: access.append ? EVENT_STORE_KEY_WRITE_ACTIONS : EVENT_STORE_KEY_READ_ACTIONS,
-        resources: [tableKey.keyArn],
-      }),
-    ];
-
-    // The vault stack's design (infra/lib/vault-stack.ts): every vault call goes through its access role, assumed
-    // with the session tag amk:vault-caller=writer; the vault key is usable by that role only, so this role gets no
-    // Secrets Manager or KMS right of its own. functions/shared/vault.ts assumes it (AMK_VAULT_ACCESS_ROLE_ARN).
-    const vaultAccessRoleArn =
-      config.vault.accessRoleArn ??
-      this.formatArn({
-        service: "iam",
-        region: "",
-        account: config.vault.account ?? this.account,
-        resource: "role",
-        resourceName: vaultAccessRoleName(config),
-      });
-    const vaultWriterStatements = [
-      new PolicyStatement({
-        sid: "AssumeVaultAccessRole",
-        actions: ["sts:AssumeRole"],
-        resources: [vaultAccessRoleArn],
-      }),
-      new PolicyStatement({
-        sid: "TagVaultSessionAsWriter",
-        actions: ["sts:TagSession"],
-        resources: [vaultAccessRoleArn],
-        conditions: {
-          StringEquals: { [`aws:RequestTag/${CALLER_TAG_KEY}`]: CALLER_TAG_VALUES.writer },
-          "ForAllValues:StringEquals": { "aws:TagKeys": [CALLER_TAG_KEY] },
-        },
-      }),
-    ];
-
     const step = (
       id: string,
       name: string,
       handler: string,
-      access: { append: boolean; indexes: readonly string[] },
-      p: Pick<HsmFunctionProps, "description" | "memorySize" | "timeout"> &
-        Partial<Pick<HsmFunctionProps, "environment" | "statements" | "roleName">>,
-    ) =>
-      this.hsmFunction({
-        id,
-        name,
-        entry: { file: "rotation/handlers.ts", handler },
-        ...p,
-        environment: { ...environment, ...p.environment },
-        statements: [...eventStoreStatements(access), ...(p.statements ?? [])],
-      });
+      access: FunctionAccess,
+      p: Pick<FunctionProps, "description" | "memorySize" | "timeout"> &
+        Partial<Pick<FunctionProps, "environment" | "statements" | "roleName">>,
+    ) => this.accessFunction({ id, name, entry: { file: "rotation/handlers.ts", handler }, ...p }, access);
 
     const A = ROTATION_STEP_ACCESS;
     const functions = {
@@ -486,12 +573,6 @@ export class StatelessStack extends Stack {
         memorySize: 512,
         timeout: Duration.seconds(120),
         roleName: rotationCompleteRoleName(config),
-        environment: {
-          AMK_VAULT_ACCESS_ROLE_ARN: vaultAccessRoleArn,
-          AMK_VAULT_CALLER: CALLER_TAG_VALUES.writer,
-          ...(config.vault.keyArn === undefined ? {} : { AMK_VAULT_KMS_KEY_ID: config.vault.keyArn }),
-        },
-        statements: vaultWriterStatements,
       }),
       failure: step("RotationFailure", "rotation-failure", "failureHandler", A.failure, {
         description:
@@ -515,52 +596,20 @@ export class StatelessStack extends Stack {
         "the step-by-step history (90 days) is in Step Functions itself; level ALL would add a log event per state " +
         "transition of every shard loop without telling more.",
     });
-    // The role CDK gives the state machine: lambda:InvokeFunction on the six functions (and their versions, the
-    // ":*" ARNs CDK adds), X-Ray, and the log-delivery actions, which IAM only grants on "*".
-    const policy = stateMachine.role.node.tryFindChild("DefaultPolicy");
-    const cfnPolicy = policy?.node.defaultChild as CfnElement | undefined;
-    if (cfnPolicy === undefined) throw new Error("the rotation state machine's role has no default policy");
-    Validations.of(cfnPolicy).acknowledge({
-      id: "AwsSolutions-IAM5[Resource::*]",
-      reason:
-        "X-Ray (xray:PutTraceSegments, PutTelemetryRecords, GetSamplingRules, GetSamplingTargets) and the vended " +
-        "log delivery (logs:CreateLogDelivery, ...) of the state machine: these actions have no resource-level " +
-        'permissions, IAM only accepts "*" for them.',
-    });
-    for (const [label, fn] of Object.entries(functions)) {
-      const arn = flattenForNag(this.resolve(fn.functionArn));
-      Validations.of(cfnPolicy).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::${arn}:*]`,
-        reason:
-          `lambda:InvokeFunction on the versions and aliases of the ${label} function (its ARN followed by ":*"), ` +
-          "as CDK's LambdaInvoke task grants it; no other function is reachable.",
-      });
-    }
+    this.acknowledgeStateMachineRole(stateMachine, "rotation", functions);
 
-    const schedules: Schedule[] = [];
-    const scheduleConfig = config.rotationSchedule;
-    if (scheduleConfig !== undefined) {
-      // A group of their own: the scheduler role's trust policy is limited to schedules of this group.
-      const group = new ScheduleGroup(this, "RotationSchedules", {
-        scheduleGroupName: `amk-${config.environment}-rotation`,
-        // Stateless: deleted with the stack (and its schedules with it), so that a redeploy can create it again.
-        removalPolicy: RemovalPolicy.DESTROY,
-      });
-      for (const workspaceId of scheduleConfig.workspaceIds) {
-        schedules.push(
-          new Schedule(this, `RotationSchedule-${workspaceId}`, {
-            description: `ArquivoMate Keys (${config.environment}): rotates workspace ${workspaceId}`,
-            schedule: ScheduleExpression.expression(scheduleConfig.expression),
-            scheduleGroup: group,
-            target: new StepFunctionsStartExecution(stateMachine, {
-              input: ScheduleTargetInput.fromObject({ workspaceId }),
-              retryAttempts: ROTATION_SCHEDULE_RETRY_ATTEMPTS,
-              maxEventAge: ROTATION_SCHEDULE_MAX_EVENT_AGE,
-            }),
-          }),
-        );
-      }
-    }
+    const schedules =
+      config.rotationSchedule === undefined
+        ? []
+        : this.schedules({
+            id: "Rotation",
+            stateMachine,
+            schedule: config.rotationSchedule,
+            input: (workspaceId) => ({ workspaceId }),
+            description: (workspaceId) => `rotates workspace ${workspaceId}`,
+            retryAttempts: ROTATION_SCHEDULE_RETRY_ATTEMPTS,
+            maxEventAge: ROTATION_SCHEDULE_MAX_EVENT_AGE,
+          });
 
     new CfnOutput(this, "RotationStateMachineArn", {
       description: 'Rotation workflow: start an execution with input {"workspaceId": "<id>"}',
@@ -575,11 +624,506 @@ export class StatelessStack extends Stack {
   }
 
   /**
-   * A function that opens the HSM, in the shape every such function shares: the ESM bundle, nodejs22.x on x86_64,
-   * the PKCS#11 layer when configured, its own log group, and its own role without managed policies (its own logs,
-   * the PIN secret, and the given statements; nothing else).
+   * The recovery workflow: seven functions of its own (one per Task but the re-wrap, which runs on the rotation's
+   * plan, shard and census functions), each with the grants of its step (`RECOVERY_STEP_ACCESS`); the unlock function
+   * outside it; the state machine logging every state without execution data to its own log group.
    */
-  private hsmFunction(p: HsmFunctionProps): NodejsFunction {
+  private createRecovery(): {
+    workflow: RecoveryWorkflow;
+    functions: StatelessStack["recoveryFunctions"];
+    unlock: NodejsFunction;
+  } {
+    const { config } = this;
+    const unlockTimeout = Duration.hours(config.unlockTimeoutHours);
+    const step = (
+      id: string,
+      name: string,
+      handler: string,
+      access: FunctionAccess,
+      p: Pick<FunctionProps, "description" | "memorySize" | "timeout"> &
+        Partial<Pick<FunctionProps, "environment" | "statements" | "roleName">>,
+    ) => this.accessFunction({ id, name, entry: { file: "recovery/handlers.ts", handler }, ...p }, access);
+
+    const A = RECOVERY_STEP_ACCESS;
+    const functions = {
+      start: step("RecoveryStart", "recovery-start", "startHandler", A.start, {
+        description:
+          "Recovery: checks the workspace and its kit in the vault, takes the recovery lock (Validate)",
+        memorySize: 512,
+        timeout: Duration.seconds(120),
+        roleName: recoveryStartRoleName(config),
+      }),
+      awaitUnlock: step("RecoveryAwaitUnlock", "recovery-await-unlock", "awaitUnlockHandler", A.awaitUnlock, {
+        description:
+          "Recovery: records the task token the execution waits on until the kit is unlocked (AwaitUnlock)",
+        memorySize: 512,
+        timeout: Duration.seconds(60),
+        // The expiry it records (RecoveryAwaitingUnlock) is the state machine's own task timeout.
+        environment: { AMK_UNLOCK_TIMEOUT_SECONDS: String(unlockTimeout.toSeconds()) },
+      }),
+      rotate: step("RecoveryRotate", "recovery-rotate", "rotateHandler", A.rotate, {
+        description: "Recovery: makes a fresh master key version active in the HSM (Rotate)",
+        memorySize: 512,
+        timeout: Duration.seconds(120),
+      }),
+      verify: step("RecoveryVerify", "recovery-verify", "verifyHandler", A.verify, {
+        description:
+          "Recovery: nothing left on the recovered versions, canaries and a sample decrypt in the HSM (Verify)",
+        memorySize: 512,
+        timeout: Duration.seconds(300),
+      }),
+      invalidateTokens: step(
+        "RecoveryInvalidateTokens",
+        "recovery-invalidate-tokens",
+        "invalidateTokensHandler",
+        A.invalidateTokens,
+        {
+          description:
+            "Recovery: invalidates every access token of the workspace (new epoch) and tells the event bus (InvalidateTokens)",
+          memorySize: 512,
+          timeout: Duration.seconds(60),
+        },
+      ),
+      complete: step("RecoveryComplete", "recovery-complete", "completeHandler", A.complete, {
+        description:
+          "Recovery: completes the rotation, re-issues the kit into the vault, records RecoveryCompleted",
+        memorySize: 512,
+        timeout: Duration.seconds(120),
+        roleName: recoveryCompleteRoleName(config),
+      }),
+      failure: step("RecoveryFailure", "recovery-failure", "failureHandler", A.failure, {
+        description:
+          "Recovery: records RecoveryFailed with the failed step and raises the alert (RecordFailure)",
+        memorySize: 512,
+        timeout: Duration.seconds(60),
+      }),
+    };
+
+    const logGroup = new LogGroup(this, "RecoveryWorkflowLogs", {
+      retention: RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    const { plan, rewrapShard, census } = this.rotationFunctions;
+    const workflow = new RecoveryWorkflow(this, "RecoveryWorkflow", {
+      functions: { ...functions, plan, rewrapShard, census },
+      unlockTimeout,
+      logGroup,
+      logLevel: LogLevel.ALL,
+    });
+    const stateMachine = workflow.stateMachine;
+    this.acknowledgeStateMachineRole(stateMachine, "recovery", {
+      ...functions,
+      rotationPlan: plan,
+      rotationRewrapShard: rewrapShard,
+      rotationCensus: census,
+    });
+
+    // Not a Task of the state machine: the one function that sees a passphrase and a second factor. It may resume
+    // executions of the recovery state machine (SendTaskSuccess with the token RecoveryAwaitUnlock recorded), and
+    // nothing else of Step Functions: no SendTaskFailure, no StartExecution.
+    const unlock = this.accessFunction(
+      {
+        id: "RecoveryUnlock",
+        name: "recovery-unlock",
+        description:
+          "Recovery: opens the kit with an administrator's passphrase and second factor, imports the keys into the HSM, resumes the execution",
+        memorySize: 1024, // Argon2id of the kit slot: 64 MiB and more (the kit's KDF parameters)
+        timeout: Duration.seconds(120),
+        roleName: recoveryUnlockRoleName(config),
+        statements: [
+          new PolicyStatement({
+            sid: "ResumeRecovery",
+            actions: ["states:SendTaskSuccess"],
+            resources: [stateMachine.stateMachineArn],
+          }),
+        ],
+      },
+      A.unlock,
+    );
+
+    new CfnOutput(this, "RecoveryStateMachineArn", {
+      description:
+        'Recovery workflow: start an execution with input {"workspaceId": "<id>", "requestedBy": "<who>", ' +
+        '"reason": "<why>", "kitVaultVersionId": "<optional vault version of the kit>"}; never a passphrase or ' +
+        "code (those go to the unlock function only)",
+      value: stateMachine.stateMachineArn,
+    });
+    new CfnOutput(this, "RecoveryUnlockFunctionName", {
+      description:
+        'Unlock function, invoked by an administrator (amk recover unlock): {"workspaceId", "adminId", ' +
+        '"passphrase", "factor": {"type": "totp", "code"}}',
+      value: unlock.functionName,
+    });
+    new CfnOutput(this, "RecoveryUnlockFunctionArn", {
+      description: "Unlock function ARN (for the administrators' lambda:InvokeFunction permission)",
+      value: unlock.functionArn,
+    });
+    new CfnOutput(this, "RecoveryCompleteRoleArn", {
+      description:
+        "Role of the kit re-issuing recovery step: list it in amk:vaultWriterRoleArns so the vault access role trusts it",
+      value: functions.complete.role!.roleArn,
+    });
+    for (const [label, fn] of [
+      ["RecoveryStart", functions.start],
+      ["RecoveryUnlock", unlock],
+    ] as const) {
+      new CfnOutput(this, `${label}RoleArn`, {
+        description: `Role of ${label} (reads kits, and factor secrets, from the vault): list it in amk:unlockRoleArns`,
+        value: fn.role!.roleArn,
+      });
+    }
+    return { workflow, functions, unlock };
+  }
+
+  /** The drill workflow: its function, the state machine (level ALL, no execution data), the daily schedules. */
+  private createDrill(): { workflow: DrillWorkflow; run: NodejsFunction; schedules: Schedule[] } {
+    const { config } = this;
+    const backups = config.hsmBackups;
+    const run = this.accessFunction(
+      {
+        id: "DrillRun",
+        name: "drill",
+        entry: { file: "drill/handler.ts", handler: "runDrillHandler" },
+        description:
+          "Drill: checks the kit in the vault and in the HSM, canaries, a sample and HSM backups; records DrillCompleted",
+        memorySize: 512,
+        timeout: Duration.minutes(15), // a sample of up to 1,000 documents, each unwrapped in the HSM
+        roleName: drillRunRoleName(config),
+        environment:
+          backups === undefined
+            ? {}
+            : {
+                AMK_HSM_CLUSTER_ID: backups.clusterId,
+                ...(backups.copyRegion === undefined
+                  ? {}
+                  : { AMK_HSM_BACKUP_COPY_REGION: backups.copyRegion }),
+              },
+        statements:
+          backups === undefined
+            ? []
+            : [
+                new PolicyStatement({
+                  sid: "DescribeHsmBackups",
+                  actions: ["cloudhsm:DescribeBackups"],
+                  resources: ["*"],
+                  // The cluster's region (the function's) and the copy region only.
+                  conditions: {
+                    StringEquals: {
+                      "aws:RequestedRegion": [
+                        this.region,
+                        ...(backups.copyRegion === undefined ? [] : [backups.copyRegion]),
+                      ],
+                    },
+                  },
+                }),
+              ],
+      },
+      DRILL_ACCESS,
+    );
+    if (backups !== undefined) {
+      const policy = run.role!.node.tryFindChild("DefaultPolicy");
+      const cfnPolicy = policy?.node.defaultChild as CfnElement | undefined;
+      if (cfnPolicy === undefined) throw new Error("the drill function's role has no default policy");
+      Validations.of(cfnPolicy).acknowledge({
+        id: "AwsSolutions-IAM5[Resource::*]",
+        reason:
+          'cloudhsm:DescribeBackups has no resource-level permissions: IAM only accepts "*" for it. Limited to the ' +
+          "cluster's region and the backup copy region (aws:RequestedRegion); it only lists backup metadata.",
+      });
+    }
+
+    const logGroup = new LogGroup(this, "DrillWorkflowLogs", {
+      retention: RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    const workflow = new DrillWorkflow(this, "DrillWorkflow", { run, logGroup });
+    const stateMachine = workflow.stateMachine;
+    this.acknowledgeStateMachineRole(stateMachine, "drill", { run });
+
+    const schedules =
+      config.drillSchedule === undefined
+        ? []
+        : this.schedules({
+            id: "Drill",
+            stateMachine,
+            schedule: config.drillSchedule,
+            input: (workspaceId) => ({ workspaceId, trigger: "schedule" }),
+            description: (workspaceId) => `drills workspace ${workspaceId}`,
+            retryAttempts: DRILL_SCHEDULE_RETRY_ATTEMPTS,
+            maxEventAge: DRILL_SCHEDULE_MAX_EVENT_AGE,
+          });
+
+    new CfnOutput(this, "DrillStateMachineArn", {
+      description:
+        'Drill workflow: start an execution with input {"workspaceId": "<id>", "trigger": "on-demand"}',
+      value: stateMachine.stateMachineArn,
+    });
+    new CfnOutput(this, "DrillRunRoleArn", {
+      description: "Role of the drill function (reads kits from the vault): list it in amk:unlockRoleArns",
+      value: run.role!.roleArn,
+    });
+    return { workflow, run, schedules };
+  }
+
+  /**
+   * The access-token authorizer: no HSM (a plain function: no PKCS#11 layer, settings or PIN), reads the event store
+   * (the workspace's token epoch) and the signing secret, writes nothing. Nothing in this app invokes it: the API
+   * that uses it adds the lambda:InvokeFunction permission for apigateway.amazonaws.com.
+   */
+  private createTokenAuthorizer(): NodejsFunction {
+    const ref = this.config.tokenSigningSecret;
+    // The secret exists outside this app, as the PIN secret does; referenced by its complete ARN or its name.
+    const secretArn =
+      ref.kind === "arn"
+        ? ref.arn
+        : this.formatArn({
+            service: "secretsmanager",
+            resource: "secret",
+            resourceName: `${ref.name}-??????`,
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          });
+    const fn = this.accessFunction(
+      {
+        id: "TokenAuthorizer",
+        name: "token-authorizer",
+        description: "API Gateway authorizer: verifies access tokens against the workspace's token epoch",
+        memorySize: 256,
+        timeout: Duration.seconds(10),
+        hsm: false,
+        environment: { AMK_TOKEN_SIGNING_SECRET_ID: ref.kind === "arn" ? ref.arn : ref.name },
+        statements: [
+          new PolicyStatement({
+            sid: "ReadTokenSigningKey",
+            actions: ["secretsmanager:GetSecretValue"],
+            resources: [secretArn],
+          }),
+        ],
+      },
+      TOKEN_AUTHORIZER_ACCESS,
+    );
+    new CfnOutput(this, "TokenAuthorizerFunctionArn", {
+      description:
+        "Token authorizer (REQUEST or TOKEN type) for API Gateway: set its result cache TTL to 0 or short",
+      value: fn.functionArn,
+    });
+    return fn;
+  }
+
+  /**
+   * A function with the grants and environment of `access` (see `FunctionAccess`) on top of `p`: the event store
+   * (`AMK_EVENT_TABLE`), the vault (`AMK_VAULT_REGION` always: the handlers build the vault client when they start;
+   * the access role only with `access.vault`), the alert topic, the event bus.
+   */
+  private accessFunction(
+    p: FunctionProps & { readonly hsm?: boolean },
+    access: FunctionAccess,
+  ): NodejsFunction {
+    const { config } = this;
+    const { table, key: tableKey } = this.eventStore;
+    const statements: PolicyStatement[] = [
+      new PolicyStatement({
+        sid: access.append ? "AppendToEventStore" : "ReadEventStore",
+        actions: access.append ? EVENT_STORE_APPEND_ACTIONS : EVENT_STORE_READ_ACTIONS,
+        resources: [table.tableArn],
+      }),
+      ...(access.indexes.length === 0
+        ? []
+        : [
+            new PolicyStatement({
+              sid: "QueryCensusIndexes",
+              actions: EVENT_STORE_INDEX_ACTIONS,
+              resources: access.indexes.map((index) => `${table.tableArn}/index/${index}`),
+            }),
+          ]),
+      new PolicyStatement({
+        sid: "UseEventStoreKey",
+        actions: access.append ? EVENT_STORE_KEY_WRITE_ACTIONS : EVENT_STORE_KEY_READ_ACTIONS,
+        resources: [tableKey.keyArn],
+      }),
+    ];
+    const environment: Record<string, string> = { AMK_EVENT_TABLE: table.tableName };
+    const hsm = p.hsm ?? true;
+    if (hsm) {
+      // The handlers build the vault client in every function that opens the HSM (functions/shared/vault.ts needs
+      // its region to start); only those with `access.vault` may call it. Default: the service's region.
+      environment.AMK_VAULT_REGION = config.vault.region ?? this.region;
+    }
+
+    if (access.vault !== undefined) {
+      // The vault stack's design (infra/lib/vault-stack.ts): every vault call goes through its access role, assumed
+      // with the session tag amk:vault-caller=<kind>; the vault key is usable by that role only, so this role gets no
+      // Secrets Manager or KMS right of its own. functions/shared/vault.ts assumes it (AMK_VAULT_ACCESS_ROLE_ARN).
+      const caller = CALLER_TAG_VALUES[access.vault];
+      const accessRoleArn = this.vaultAccessRoleArn();
+      statements.push(
+        new PolicyStatement({
+          sid: "AssumeVaultAccessRole",
+          actions: ["sts:AssumeRole"],
+          resources: [accessRoleArn],
+        }),
+        new PolicyStatement({
+          sid: access.vault === "writer" ? "TagVaultSessionAsWriter" : "TagVaultSessionAsUnlock",
+          actions: ["sts:TagSession"],
+          resources: [accessRoleArn],
+          conditions: {
+            StringEquals: { [`aws:RequestTag/${CALLER_TAG_KEY}`]: caller },
+            "ForAllValues:StringEquals": { "aws:TagKeys": [CALLER_TAG_KEY] },
+          },
+        }),
+      );
+      environment.AMK_VAULT_ACCESS_ROLE_ARN = accessRoleArn;
+      environment.AMK_VAULT_CALLER = caller;
+      // The key a kit secret created on the first put must use; readers create nothing.
+      if (access.vault === "writer" && config.vault.keyArn !== undefined) {
+        environment.AMK_VAULT_KMS_KEY_ID = config.vault.keyArn;
+      }
+    }
+
+    if (access.alerts === true) {
+      const { topic, key } = this.alerts;
+      statements.push(
+        new PolicyStatement({
+          sid: "PublishAlerts",
+          actions: ALERT_TOPIC_ACTIONS,
+          resources: [topic.topicArn],
+        }),
+        // SNS encrypts the message with the topic's key on the publisher's behalf.
+        new PolicyStatement({
+          sid: "UseAlertTopicKey",
+          actions: ALERT_KEY_ACTIONS,
+          resources: [key.keyArn],
+          conditions: { StringEquals: { "kms:ViaService": `sns.${this.region}.amazonaws.com` } },
+        }),
+      );
+      environment.AMK_ALERT_TOPIC_ARN = topic.topicArn;
+    }
+
+    if (access.bus === true) {
+      statements.push(
+        new PolicyStatement({
+          sid: "PublishOnEventBus",
+          actions: ["events:PutEvents"],
+          resources: [this.eventBusArn()],
+          // Only events that say they are ours (the EventBridge adapter's source).
+          conditions: { StringEquals: { "events:source": EVENT_SOURCE } },
+        }),
+      );
+      environment.AMK_EVENT_BUS_NAME = config.eventBusName;
+    }
+
+    return this.createFunction(
+      {
+        ...p,
+        environment: { ...environment, ...p.environment },
+        statements: [...statements, ...(p.statements ?? [])],
+      },
+      hsm,
+    );
+  }
+
+  /** The vault stack's access role: `amk:vaultAccessRoleArn`, or its fixed name in the vault account. */
+  private vaultAccessRoleArn(): string {
+    const { config } = this;
+    return (
+      config.vault.accessRoleArn ??
+      this.formatArn({
+        service: "iam",
+        region: "",
+        account: config.vault.account ?? this.account,
+        resource: "role",
+        resourceName: vaultAccessRoleName(config),
+      })
+    );
+  }
+
+  /** The event bus of `amk:eventBusName` in this account and region. */
+  eventBusArn(): string {
+    return this.formatArn({
+      service: "events",
+      resource: "event-bus",
+      resourceName: this.config.eventBusName,
+      arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+    });
+  }
+
+  /**
+   * cdk-nag on the role CDK gives a state machine: lambda:InvokeFunction on its functions (and their versions, the
+   * ":*" ARNs CDK adds), X-Ray, and the log-delivery actions, which IAM only grants on "*". Each acknowledged one by
+   * one: any other wildcard still fails the synth.
+   */
+  private acknowledgeStateMachineRole(
+    stateMachine: StateMachine,
+    what: string,
+    functions: Record<string, NodejsFunction>,
+  ): void {
+    const role: IRole = stateMachine.role;
+    const policy = role.node.tryFindChild("DefaultPolicy");
+    const cfnPolicy = policy?.node.defaultChild as CfnElement | undefined;
+    if (cfnPolicy === undefined) throw new Error(`the ${what} state machine's role has no default policy`);
+    Validations.of(cfnPolicy).acknowledge({
+      id: "AwsSolutions-IAM5[Resource::*]",
+      reason:
+        "X-Ray (xray:PutTraceSegments, PutTelemetryRecords, GetSamplingRules, GetSamplingTargets) and the vended " +
+        "log delivery (logs:CreateLogDelivery, ...) of the state machine: these actions have no resource-level " +
+        'permissions, IAM only accepts "*" for them.',
+    });
+    for (const [label, fn] of Object.entries(functions)) {
+      const arn = flattenForNag(this.resolve(fn.functionArn));
+      Validations.of(cfnPolicy).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${arn}:*]`,
+        reason:
+          `lambda:InvokeFunction on the versions and aliases of the ${label} function (its ARN followed by ":*"), ` +
+          `as CDK's LambdaInvoke task grants it; no other function is reachable from the ${what} state machine.`,
+      });
+    }
+  }
+
+  /**
+   * One EventBridge Scheduler schedule per workspace starting `stateMachine`, in a group of their own
+   * (`amk-<env>-<id lower-cased>`): the scheduler role CDK makes is trusted for schedules of that group only.
+   */
+  private schedules(p: {
+    id: string;
+    stateMachine: StateMachine;
+    schedule: ScheduleConfig;
+    input: (workspaceId: string) => Record<string, string>;
+    description: (workspaceId: string) => string;
+    retryAttempts: number;
+    maxEventAge: Duration;
+  }): Schedule[] {
+    const { config } = this;
+    const group = new ScheduleGroup(this, `${p.id}Schedules`, {
+      scheduleGroupName: `amk-${config.environment}-${p.id.toLowerCase()}`,
+      // Stateless: deleted with the stack (and its schedules with it), so that a redeploy can create it again.
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    return p.schedule.workspaceIds.map(
+      (workspaceId) =>
+        new Schedule(this, `${p.id}Schedule-${workspaceId}`, {
+          description: `ArquivoMate Keys (${config.environment}): ${p.description(workspaceId)}`,
+          schedule: ScheduleExpression.expression(p.schedule.expression),
+          scheduleGroup: group,
+          target: new StepFunctionsStartExecution(p.stateMachine, {
+            input: ScheduleTargetInput.fromObject(p.input(workspaceId)),
+            retryAttempts: p.retryAttempts,
+            maxEventAge: p.maxEventAge,
+          }),
+        }),
+    );
+  }
+
+  /** A function that opens the HSM (see `createFunction`). */
+  private hsmFunction(p: FunctionProps): NodejsFunction {
+    return this.createFunction(p, true);
+  }
+
+  /**
+   * A function in the shape every function shares: the ESM bundle, nodejs22.x on x86_64, its own log group, and its
+   * own role without managed policies (its own logs and the given statements; nothing else). A function that opens
+   * the HSM (`hsm`) also gets the PKCS#11 layer when configured, the PKCS#11 settings and GetSecretValue on the PIN
+   * secret; any other gets none of them.
+   */
+  private createFunction(p: FunctionProps, hsm: boolean): NodejsFunction {
     const { config } = this;
     const logGroup = new LogGroup(this, `${p.id}Logs`, {
       retention: RetentionDays.THREE_MONTHS,
@@ -600,13 +1144,15 @@ export class StatelessStack extends Stack {
         resources: [logGroup.logGroupArn],
       }),
     );
-    role.addToPrincipalPolicy(
-      new PolicyStatement({
-        sid: "ReadHsmPin",
-        actions: ["secretsmanager:GetSecretValue"],
-        resources: [this.pinSecretPolicyArn],
-      }),
-    );
+    if (hsm) {
+      role.addToPrincipalPolicy(
+        new PolicyStatement({
+          sid: "ReadHsmPin",
+          actions: ["secretsmanager:GetSecretValue"],
+          resources: [this.pinSecretPolicyArn],
+        }),
+      );
+    }
     for (const statement of p.statements ?? []) role.addToPrincipalPolicy(statement);
 
     const fn = new NodejsFunction(this, p.id, {
@@ -621,12 +1167,16 @@ export class StatelessStack extends Stack {
       timeout: p.timeout,
       role,
       logGroup,
-      layers: this.pkcs11Layers,
+      layers: hsm ? this.pkcs11Layers : [],
       environment: {
-        AMK_PKCS11_LIBRARY: config.pkcs11Library,
-        AMK_PKCS11_TOKEN_LABEL: config.tokenLabel,
-        // The id of the secret that holds the PIN, never the PIN: the function reads it at run time.
-        AMK_PKCS11_PIN_SECRET_ID: this.pinSecretId,
+        ...(hsm
+          ? {
+              AMK_PKCS11_LIBRARY: config.pkcs11Library,
+              AMK_PKCS11_TOKEN_LABEL: config.tokenLabel,
+              // The id of the secret that holds the PIN, never the PIN: the function reads it at run time.
+              AMK_PKCS11_PIN_SECRET_ID: this.pinSecretId,
+            }
+          : {}),
         ...p.environment,
         POWERTOOLS_SERVICE_NAME: `arquivomate-keys-${p.name}`,
         NODE_OPTIONS: "--enable-source-maps",
@@ -639,6 +1189,9 @@ export class StatelessStack extends Stack {
         mainFields: ["module", "main"],
         banner: ESM_REQUIRE_BANNER,
         externalModules: EXTERNAL_MODULES,
+        ...(KIT_FUNCTION_ENTRIES.includes(p.entry?.file ?? join(p.name, "handler.ts"))
+          ? { nodeModules: NATIVE_NODE_MODULES }
+          : {}),
         minify: true,
         sourceMap: true,
         sourcesContent: false,
@@ -649,10 +1202,13 @@ export class StatelessStack extends Stack {
     // On the function resource itself: the event invoke config and permissions under the construct are not L1's.
     Validations.of(fn.node.defaultChild as CfnFunction).acknowledge({
       id: "AwsSolutions-L1",
-      reason:
-        "nodejs22.x is chosen on purpose: the pkcs11js native module in the PKCS#11 layer is compiled for the " +
-        "Node 22 ABI and the CloudHSM client library is validated against it; moving to a newer runtime means " +
-        "rebuilding and re-testing that layer first (see docs/decisions/0003-infrastructure-shape.md).",
+      reason: hsm
+        ? "nodejs22.x is chosen on purpose: the pkcs11js native module in the PKCS#11 layer is compiled for the " +
+          "Node 22 ABI and the CloudHSM client library is validated against it; moving to a newer runtime means " +
+          "rebuilding and re-testing that layer first (see docs/decisions/0003-infrastructure-shape.md)."
+        : "nodejs22.x like every other function of the service: the shared code (core/, functions/shared/) is " +
+          "bundled for and tested on Node 22 (esbuild target node22); this function moves with the others when the " +
+          "PKCS#11 layer is rebuilt for a newer runtime (see docs/decisions/0003-infrastructure-shape.md).",
     });
     return fn;
   }

@@ -124,6 +124,7 @@ describe("rotation workflow, default configuration (no schedule)", () => {
   });
 
   const fnId = (step: RotationStep) => logicalIdIn(amk.stateless, amk.stateless.rotationFunctions[step]);
+  const alertsKey = () => `<${logicalIdIn(amk.stateful, amk.stateful.alerts.key)}.Arn>`;
   const roleIdOf = (step: RotationStep) =>
     logicalIdIn(amk.stateless, amk.stateless.rotationFunctions[step].role!);
   /** The step's statements as [Sid, sorted actions, flattened resource(s)] beyond its logs and the PIN secret. */
@@ -134,7 +135,7 @@ describe("rotation workflow, default configuration (no schedule)", () => {
 
   describe("state machine", () => {
     it("is the workflow's StateMachine, Standard, traced, logging errors without execution data", () => {
-      stateless.resourceCountIs("AWS::StepFunctions::StateMachine", 1);
+      stateless.resourceCountIs("AWS::StepFunctions::StateMachine", 3); // with the recovery's and the drill's
       const sm = amk.stateless.rotationWorkflow.stateMachine;
       assert.equal(sm.node.path, "amk-test-stateless/RotationWorkflow/StateMachine");
       const props = (stateless.toJSON().Resources[logicalIdIn(amk.stateless, sm)] as Resource).Properties;
@@ -367,11 +368,30 @@ describe("rotation workflow, default configuration (no schedule)", () => {
       });
     });
 
-    it("failure: reads and appends (RotationFailed), no index", () => {
+    it("failure: reads and appends (RotationFailed), no index; publishes the alert on the topic", () => {
       assert.deepEqual(grants("failure"), [
         ["AppendToEventStore", APPEND, table],
         ["UseEventStoreKey", KEY_WRITE, tableKey],
+        ["PublishAlerts", ["sns:Publish"], `<${logicalIdIn(amk.stateful, amk.stateful.alerts.topic)}>`],
+        ["UseAlertTopicKey", ["kms:Decrypt", "kms:GenerateDataKey"], alertsKey()],
       ]);
+      const vars = (
+        (stateless.toJSON().Resources[fnId("failure")] as Resource).Properties.Environment as {
+          Variables: Record<string, Json>;
+        }
+      ).Variables;
+      assert.equal(
+        flat(vars.AMK_ALERT_TOPIC_ARN),
+        `<${logicalIdIn(amk.stateful, amk.stateful.alerts.topic)}>`,
+      );
+      for (const step of STEPS.filter((s) => s !== "failure")) {
+        const others = (
+          (stateless.toJSON().Resources[fnId(step)] as Resource).Properties.Environment as {
+            Variables: Record<string, Json>;
+          }
+        ).Variables;
+        assert.equal(others.AMK_ALERT_TOPIC_ARN, undefined, `${step} raises no alert`);
+      }
     });
 
     it("each: its own role, its own logs, GetSecretValue on the PIN secret; no Secrets Manager or KMS right on the vault", () => {
@@ -408,7 +428,7 @@ describe("rotation workflow, default configuration (no schedule)", () => {
           );
           assert.ok(!actionsOf(st).some((a) => a.includes("*")), `${step}: no wildcard action`);
           if (actionsOf(st).some((a) => a.startsWith("kms:")))
-            assert.equal(flat(st.Resource), tableKey, step);
+            assert.equal(flat(st.Resource), st.Sid === "UseAlertTopicKey" ? alertsKey() : tableKey, step);
         }
       }
     });

@@ -4,8 +4,9 @@
  * The app is synthesised once for the default shape (with real esbuild bundling, as `cdk synth` does) and once for a
  * fully configured production-like shape (layer, secret by complete ARN, account/region; bundling skipped). A third,
  * deliberately non-compliant app proves that cdk-nag really runs and fails the synth. The rotation workflow's own
- * resources (state machine, its grants per step, the schedule) are tested in rotation-workflow.infra.test.ts; here
- * its six functions are checked with the others for what every function shares.
+ * resources (state machine, its grants per step, the schedule) are tested in rotation-workflow.infra.test.ts, the
+ * recovery and drill workflows', the alert topic and the token authorizer's in recovery-drill.infra.test.ts; here
+ * their functions are checked with the others for what every function shares.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
@@ -39,7 +40,21 @@ const NAMES = [
   "rotation-census",
   "rotation-complete",
   "rotation-failure",
+  "recovery-start",
+  "recovery-await-unlock",
+  "recovery-rotate",
+  "recovery-verify",
+  "recovery-invalidate-tokens",
+  "recovery-complete",
+  "recovery-failure",
+  "recovery-unlock",
+  "drill",
+  "token-authorizer",
 ] as const;
+/** The functions that do not open the HSM (no PKCS#11 settings, layer or PIN secret). */
+const NO_HSM = new Set<string>(["token-authorizer"]);
+/** The functions of functions/recovery/handlers.ts (one shared bundle). */
+const RECOVERY_STEPS = NAMES.filter((n) => n.startsWith("recovery-") && n !== "recovery-unlock");
 /** The construct ids of the rotation functions (the state machine's Task -> function mapping). */
 const ROTATION_IDS = [
   "RotationStart",
@@ -57,7 +72,28 @@ const HANDLERS: Record<string, string> = {
   "rotation-census": "censusHandler",
   "rotation-complete": "completeHandler",
   "rotation-failure": "failureHandler",
+  "recovery-start": "startHandler",
+  "recovery-await-unlock": "awaitUnlockHandler",
+  "recovery-rotate": "rotateHandler",
+  "recovery-verify": "verifyHandler",
+  "recovery-invalidate-tokens": "invalidateTokensHandler",
+  "recovery-complete": "completeHandler",
+  "recovery-failure": "failureHandler",
+  drill: "runDrillHandler",
 };
+/** The construct ids of the functions outside the rotation workflow added with the recovery and the drill. */
+const RECOVERY_IDS = [
+  "RecoveryStart",
+  "RecoveryAwaitUnlock",
+  "RecoveryRotate",
+  "RecoveryVerify",
+  "RecoveryInvalidateTokens",
+  "RecoveryComplete",
+  "RecoveryFailure",
+  "RecoveryUnlock",
+  "DrillRun",
+  "TokenAuthorizer",
+];
 
 const outdirs: string[] = [];
 function synthApp(context: Record<string, unknown>): { amk: AmkApp; outdir: string } {
@@ -181,7 +217,7 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
     }
   });
 
-  it("acknowledges only L1 on the functions, SQS3 on the DLQs, SF1 and IAM5 on the rotation state machine", () => {
+  it("acknowledges only L1 on the functions, SQS3 on the DLQs, SF1 and IAM5 on the rotation state machine, IAM5 on the recovery and drill ones", () => {
     const acknowledged: [string, string, string][] = [];
     for (const c of amk.app.node.findAll()) {
       // The vault stack's acknowledgements are checked in vault-stack.infra.test.ts.
@@ -192,12 +228,26 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
           acknowledged.push([c.node.path, id, reason]);
       }
     }
-    const stateMachinePolicy = "amk-test-stateless/RotationWorkflow/StateMachine/Role/DefaultPolicy/Resource";
+    const policyOf = (workflow: string) =>
+      `amk-test-stateless/${workflow}/StateMachine/Role/DefaultPolicy/Resource`;
+    const stateMachinePolicy = policyOf("RotationWorkflow");
     // lambda:InvokeFunction on "<function ARN>:*" (versions and aliases), one acknowledgement per function.
-    const invokeVersions = Object.values(amk.stateless.rotationFunctions).map((fn) => [
-      stateMachinePolicy,
-      `Annotation::AwsSolutions-IAM5[Resource::<${logicalIdIn(amk.stateless, fn)}.Arn>:*]`,
-    ]);
+    const invokeVersionsOf = (policy: string, fns: readonly IConstruct[]) =>
+      fns.map((fn) => [
+        policy,
+        `Annotation::AwsSolutions-IAM5[Resource::<${logicalIdIn(amk.stateless, fn)}.Arn>:*]`,
+      ]);
+    const { plan, rewrapShard, census } = amk.stateless.rotationFunctions;
+    const invokeVersions = [
+      ...invokeVersionsOf(stateMachinePolicy, Object.values(amk.stateless.rotationFunctions)),
+      ...invokeVersionsOf(policyOf("RecoveryWorkflow"), [
+        ...Object.values(amk.stateless.recoveryFunctions),
+        plan,
+        rewrapShard,
+        census,
+      ]),
+      ...invokeVersionsOf(policyOf("DrillWorkflow"), [amk.stateless.drillRun]),
+    ];
     assert.deepEqual(
       acknowledged.map(([path, id]) => [path, id]).sort(),
       [
@@ -207,14 +257,22 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         ["amk-test-stateless/DocumentLifecycle/Resource", "Annotation::AwsSolutions-L1"],
         ["amk-test-stateless/GenerateDataKeys/Resource", "Annotation::AwsSolutions-L1"],
         ["amk-test-stateless/HsmHealth/Resource", "Annotation::AwsSolutions-L1"],
-        ...ROTATION_IDS.map((id) => [`amk-test-stateless/${id}/Resource`, "Annotation::AwsSolutions-L1"]),
+        ...[...ROTATION_IDS, ...RECOVERY_IDS].map((id) => [
+          `amk-test-stateless/${id}/Resource`,
+          "Annotation::AwsSolutions-L1",
+        ]),
         ["amk-test-stateless/RotationWorkflow/StateMachine/Resource", "Annotation::AwsSolutions-SF1"],
-        [stateMachinePolicy, "Annotation::AwsSolutions-IAM5[Resource::*]"],
+        ...["RotationWorkflow", "RecoveryWorkflow", "DrillWorkflow"].map((w) => [
+          policyOf(w),
+          "Annotation::AwsSolutions-IAM5[Resource::*]",
+        ]),
         ...invokeVersions,
       ].sort(),
     );
-    for (const [, id, reason] of acknowledged) {
-      if (id.endsWith("L1")) assert.match(reason, /pkcs11js.*Node 22 ABI/);
+    for (const [path, id, reason] of acknowledged) {
+      if (id.endsWith("L1") && path.includes("/TokenAuthorizer/"))
+        assert.match(reason, /like every other function.*Node 22/s);
+      else if (id.endsWith("L1")) assert.match(reason, /pkcs11js.*Node 22 ABI/);
       else if (id.endsWith("SQS3")) assert.match(reason, /itself a dead-letter queue/);
       else if (id.endsWith("SF1")) assert.match(reason, /ERROR without execution data/);
       else if (id.endsWith("[Resource::*]")) assert.match(reason, /X-Ray.*log delivery.*no resource-level/s);
@@ -228,9 +286,9 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         .filter((r) => r.Metadata?.cdk_nag !== undefined)
         .map((r) => r.Type);
     assert.deepEqual(withMetadata(stateless).sort(), [
-      "AWS::IAM::Policy", // the rotation state machine's role
-      ...Array<string>(10).fill("AWS::Lambda::Function"),
-      "AWS::StepFunctions::StateMachine",
+      ...Array<string>(3).fill("AWS::IAM::Policy"), // the rotation, recovery and drill state machines' roles
+      ...Array<string>(20).fill("AWS::Lambda::Function"),
+      "AWS::StepFunctions::StateMachine", // the rotation's SF1 (the others log at level ALL)
     ]);
     assert.deepEqual(withMetadata(stateful), Array(2).fill("AWS::SQS::Queue"));
     stateless.hasResource("AWS::Lambda::Function", {
@@ -304,13 +362,13 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
     });
 
     it("encrypts the table with the stack's rotating customer-managed key", () => {
-      stateful.resourceCountIs("AWS::KMS::Key", 2); // the event store's and the dead-letter queues'
+      stateful.resourceCountIs("AWS::KMS::Key", 3); // the event store's, the dead-letter queues', the alerts'
       const keyId = eventStoreKeyId();
       stateful.hasResourceProperties("AWS::KMS::Key", { EnableKeyRotation: true });
       assert.equal(
         Object.keys(stateful.findResources("AWS::KMS::Key", { Properties: { EnableKeyRotation: true } }))
           .length,
-        2,
+        3,
       );
       stateful.hasResourceProperties("AWS::DynamoDB::Table", {
         SSESpecification: {
@@ -321,8 +379,8 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
       });
     });
 
-    it("retains the table, the keys and the queues", () => {
-      for (const type of ["AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::SQS::Queue"]) {
+    it("retains the table, the keys, the queues and the alert topic", () => {
+      for (const type of ["AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::SQS::Queue", "AWS::SNS::Topic"]) {
         const all = Object.keys(stateful.findResources(type));
         const retained = Object.keys(
           stateful.findResources(type, { DeletionPolicy: "Retain", UpdateReplacePolicy: "Retain" }),
@@ -336,6 +394,7 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
       assert.equal(amk.stateless.eventStore.table, amk.stateful.eventStore.table);
       assert.equal(amk.stateless.eventStore.key, amk.stateful.eventStore.key);
       assert.equal(amk.stateless.deadLetters, amk.stateful.deadLetters);
+      assert.equal(amk.stateless.alerts, amk.stateful.alerts);
     });
 
     it("has two dead-letter queues: SSE with the rotating dead-letter key, 14 days, no DLQ of their own", () => {
@@ -440,9 +499,9 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
   });
 
   describe("stateless stack: every function", () => {
-    it("has ten nodejs22.x x86_64 functions, each logging to its own group with retention, no layer", () => {
-      stateless.resourceCountIs("AWS::Lambda::Function", 10);
-      stateless.resourceCountIs("AWS::Logs::LogGroup", 11); // and the rotation state machine's
+    it("has twenty nodejs22.x x86_64 functions, each logging to its own group with retention, no layer", () => {
+      stateless.resourceCountIs("AWS::Lambda::Function", 20);
+      stateless.resourceCountIs("AWS::Logs::LogGroup", 23); // and the three state machines'
       const logGroups = new Set<string>();
       for (const name of NAMES) {
         const { fn } = functionOf(stateless, name);
@@ -460,10 +519,10 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         assert.equal(group.Properties.RetentionInDays, 90, `${name}: 3 months retention`);
         assert.equal(group.DeletionPolicy, "Retain", `${name}: log group retained`);
       }
-      assert.equal(logGroups.size, 10, "one log group per function");
+      assert.equal(logGroups.size, 20, "one log group per function");
     });
 
-    it("sizes them: hsm-health 256 MB/10 s, data keys 512 MB/10 s, lifecycle 512 MB/30 s, rotation steps", () => {
+    it("sizes them: hsm-health 256 MB/10 s, data keys 512 MB/10 s, lifecycle 512 MB/30 s, workflow steps", () => {
       const sizes = Object.fromEntries(
         NAMES.map((name) => {
           const p = functionOf(stateless, name).fn.Properties as unknown as Record<string, number>;
@@ -481,35 +540,68 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         "rotation-census": [512, 60],
         "rotation-complete": [512, 120],
         "rotation-failure": [512, 60],
+        "recovery-start": [512, 120],
+        "recovery-await-unlock": [512, 60],
+        "recovery-rotate": [512, 120],
+        "recovery-verify": [512, 300],
+        "recovery-invalidate-tokens": [512, 60],
+        "recovery-complete": [512, 120],
+        "recovery-failure": [512, 60],
+        "recovery-unlock": [1024, 120],
+        drill: [512, 900],
+        "token-authorizer": [256, 10],
       });
     });
 
-    it("gives each the PKCS#11 settings and the PIN secret's id, never a PIN; the table name to the event-store ones", () => {
+    it("gives each HSM function the PKCS#11 settings and the PIN secret's id, never a PIN; the table name to the event-store ones", () => {
+      const accessRole = {
+        "Fn::Join": [
+          "",
+          [
+            "arn:",
+            { Ref: "AWS::Partition" },
+            ":iam::",
+            { Ref: "AWS::AccountId" },
+            ":role/amk-test-vault-access",
+          ],
+        ],
+      };
+      const topic = { Ref: logicalIdIn(amk.stateful, amk.stateful.alerts.topic) };
+      const workflowStep = (name: string) => /^(rotation|recovery)-/.test(name) || name === "drill";
       const expected = (name: string) => ({
-        AMK_PKCS11_LIBRARY: "/opt/cloudhsm/lib/libcloudhsm_pkcs11.so",
-        AMK_PKCS11_TOKEN_LABEL: "hsm1",
-        AMK_PKCS11_PIN_SECRET_ID: PIN_SECRET_NAME,
+        ...(NO_HSM.has(name)
+          ? {}
+          : {
+              AMK_PKCS11_LIBRARY: "/opt/cloudhsm/lib/libcloudhsm_pkcs11.so",
+              AMK_PKCS11_TOKEN_LABEL: "hsm1",
+              AMK_PKCS11_PIN_SECRET_ID: PIN_SECRET_NAME,
+            }),
         ...(name === "hsm-health" ? {} : { AMK_EVENT_TABLE: { Ref: tableId() } }),
-        // The rotation handlers build the vault client in every step; the vault defaults to the service's region.
-        ...(name.startsWith("rotation-") ? { AMK_VAULT_REGION: { Ref: "AWS::Region" } } : {}),
+        // The workflow handlers build the vault client in every step; the vault defaults to the service's region.
+        ...(workflowStep(name) ? { AMK_VAULT_REGION: { Ref: "AWS::Region" } } : {}),
         ...(name === "rotation-rewrap-shard" ? { AMK_REWRAP_BUDGET_MS: "840000" } : {}),
-        // Only the kit re-issue reaches the vault, through its access role with the writer session tag.
-        ...(name === "rotation-complete"
-          ? {
-              AMK_VAULT_ACCESS_ROLE_ARN: {
-                "Fn::Join": [
-                  "",
-                  [
-                    "arn:",
-                    { Ref: "AWS::Partition" },
-                    ":iam::",
-                    { Ref: "AWS::AccountId" },
-                    ":role/amk-test-vault-access",
-                  ],
-                ],
-              },
-              AMK_VAULT_CALLER: "writer",
-            }
+        // Only the kit re-issues reach the vault as writers, through its access role with the writer session tag;
+        // the recovery's start and unlock and the drill read it with the unlock tag.
+        ...(name === "rotation-complete" || name === "recovery-complete"
+          ? { AMK_VAULT_ACCESS_ROLE_ARN: accessRole, AMK_VAULT_CALLER: "writer" }
+          : {}),
+        ...(["recovery-start", "recovery-unlock", "drill"].includes(name)
+          ? { AMK_VAULT_ACCESS_ROLE_ARN: accessRole, AMK_VAULT_CALLER: "unlock" }
+          : {}),
+        ...([
+          "rotation-failure",
+          "recovery-rotate",
+          "recovery-complete",
+          "recovery-failure",
+          "recovery-unlock",
+          "drill",
+        ].includes(name)
+          ? { AMK_ALERT_TOPIC_ARN: topic }
+          : {}),
+        ...(name === "recovery-await-unlock" ? { AMK_UNLOCK_TIMEOUT_SECONDS: "86400" } : {}),
+        ...(name === "recovery-invalidate-tokens" ? { AMK_EVENT_BUS_NAME: "default" } : {}),
+        ...(name === "token-authorizer"
+          ? { AMK_TOKEN_SIGNING_SECRET_ID: "arquivomate-keys/test/token-signing-key" }
           : {}),
         POWERTOOLS_SERVICE_NAME: `arquivomate-keys-${name}`,
         NODE_OPTIONS: "--enable-source-maps",
@@ -525,9 +617,9 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
     });
 
     it("gives each its own role: no managed policy, logs on its own group, GetSecretValue on exactly the PIN secret", () => {
-      stateless.resourceCountIs("AWS::IAM::Role", 11); // and the rotation state machine's
+      stateless.resourceCountIs("AWS::IAM::Role", 23); // and the three state machines'
       const roles = new Set(NAMES.map((n) => functionOf(stateless, n).fn.Properties.Role["Fn::GetAtt"][0]));
-      assert.equal(roles.size, 10, "one role per function");
+      assert.equal(roles.size, 20, "one role per function");
       for (const roleId of roles) {
         const role = stateless.toJSON().Resources[roleId] as { Properties: Record<string, unknown> };
         assert.deepEqual(role.Properties.AssumeRolePolicyDocument, {
@@ -574,12 +666,33 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         assert.deepEqual(
           statements.filter((st) => actionsOf(st).some((a) => a.startsWith("secretsmanager:"))),
           [
-            {
-              Sid: "ReadHsmPin",
-              Action: "secretsmanager:GetSecretValue",
-              Effect: "Allow",
-              Resource: pinSecretArn,
-            },
+            NO_HSM.has(name)
+              ? {
+                  // The token authorizer: the signing secret (recovery-drill.infra.test.ts), never the PIN.
+                  Sid: "ReadTokenSigningKey",
+                  Action: "secretsmanager:GetSecretValue",
+                  Effect: "Allow",
+                  Resource: {
+                    "Fn::Join": [
+                      "",
+                      [
+                        "arn:",
+                        { Ref: "AWS::Partition" },
+                        ":secretsmanager:",
+                        { Ref: "AWS::Region" },
+                        ":",
+                        { Ref: "AWS::AccountId" },
+                        ":secret:arquivomate-keys/test/token-signing-key-??????",
+                      ],
+                    ],
+                  },
+                }
+              : {
+                  Sid: "ReadHsmPin",
+                  Action: "secretsmanager:GetSecretValue",
+                  Effect: "Allow",
+                  Resource: pinSecretArn,
+                },
           ],
           name,
         );
@@ -604,9 +717,9 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
 
     it("bundles each as ESM with the createRequire banner and leaves pkcs11js and the AWS SDK external", () => {
       const assetDirs = readdirSync(outdir).filter((d) => d.startsWith("asset."));
-      // One bundle per entry file: the six rotation functions share functions/rotation/handlers.ts's (their
-      // `Handler` names the export).
-      assert.equal(assetDirs.length, 5, "one bundled asset per entry file");
+      // One bundle per entry file: the six rotation functions share functions/rotation/handlers.ts's, the seven
+      // recovery steps functions/recovery/handlers.ts's (their `Handler` names the export).
+      assert.equal(assetDirs.length, 9, "one bundled asset per entry file");
       const codeKeys = (names: readonly string[]) =>
         new Set(
           names.map((n) =>
@@ -614,7 +727,8 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
           ),
         );
       assert.equal(codeKeys(NAMES.filter((n) => n.startsWith("rotation-"))).size, 1);
-      assert.equal(codeKeys(NAMES).size, 5);
+      assert.equal(codeKeys(RECOVERY_STEPS).size, 1);
+      assert.equal(codeKeys(NAMES).size, 9);
       for (const assetDir of assetDirs) {
         const bundle = readFileSync(join(outdir, assetDir, "index.mjs"), "utf8");
         assert.ok(
@@ -671,12 +785,30 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
       ]);
     });
 
-    it("names an index only for the rotation steps that read the census; never the table's streams", () => {
+    it("names an index only for the workflow steps that read the census; never the table's streams", () => {
+      const censusOne = [
+        "rotation-plan",
+        "rotation-rewrap-shard",
+        "rotation-census",
+        "rotation-complete",
+        "recovery-verify",
+        "recovery-complete",
+        "drill",
+      ];
+      const censusTwo = [
+        "rotation-census",
+        "rotation-complete",
+        "recovery-start",
+        "recovery-complete",
+        "recovery-unlock",
+        "drill",
+      ];
       for (const name of NAMES) {
         const text = JSON.stringify(roleStatementsOf(stateless, name));
-        if (["rotation-plan", "rotation-rewrap-shard", "rotation-census", "rotation-complete"].includes(name))
-          assert.match(text, /\/index\/census-1/, name);
-        else assert.doesNotMatch(text, /\/index\//, name);
+        if (censusOne.includes(name)) assert.match(text, /\/index\/census-1/, name);
+        else assert.doesNotMatch(text, /\/index\/census-1/, name);
+        if (censusTwo.includes(name)) assert.match(text, /\/index\/census-2/, name);
+        else assert.doesNotMatch(text, /\/index\/census-2/, name);
       }
       const text = JSON.stringify(stateless.toJSON());
       assert.doesNotMatch(text, /\/stream\//);
@@ -815,9 +947,20 @@ describe("fully configured (layer, secret by complete ARN, custom bus and source
     assert.equal(amk.stateless.stackName, "amk-prod-stateless");
   });
 
-  it("adds the PKCS#11 layer to every function and passes the configured settings", () => {
-    const fns = Object.values(stateless.findResources("AWS::Lambda::Function")) as FunctionResource[];
-    assert.equal(fns.length, 10);
+  it("adds the PKCS#11 layer to every HSM function and passes the configured settings", () => {
+    const fns = (
+      Object.values(stateless.findResources("AWS::Lambda::Function")) as FunctionResource[]
+    ).filter(
+      (fn) =>
+        !NO_HSM.has(
+          String(fn.Properties.Environment.Variables.POWERTOOLS_SERVICE_NAME).replace(
+            /^arquivomate-keys-/,
+            "",
+          ),
+        ),
+    );
+    assert.equal(fns.length, 19);
+    assert.equal(functionOf(stateless, "token-authorizer").fn.Properties.Layers, undefined);
     for (const fn of fns) {
       assert.deepEqual(fn.Properties.Layers, [LAYER_ARN]);
       const vars = fn.Properties.Environment.Variables;
@@ -836,13 +979,20 @@ describe("fully configured (layer, secret by complete ARN, custom bus and source
     assert.equal(ttl("hsm-health"), undefined);
   });
 
-  it("grants GetSecretValue on exactly the complete secret ARN, once per function", () => {
-    const secretStatements = statementsOf(stateless).filter((s) =>
-      actionsOf(s).some((a) => a.startsWith("secretsmanager:")),
+  it("grants GetSecretValue on exactly the complete secret ARN, once per HSM function", () => {
+    const secretStatements = statementsOf(stateless).filter(
+      (s) => actionsOf(s).some((a) => a.startsWith("secretsmanager:")) && s.Sid === "ReadHsmPin",
     );
     assert.deepEqual(
       secretStatements.map((s) => [actionsOf(s), s.Resource]),
-      Array(10).fill([["secretsmanager:GetSecretValue"], SECRET_ARN]),
+      Array(19).fill([["secretsmanager:GetSecretValue"], SECRET_ARN]),
+    );
+    // The only other secret: the token authorizer's signing key.
+    assert.deepEqual(
+      statementsOf(stateless)
+        .filter((s) => actionsOf(s).some((a) => a.startsWith("secretsmanager:")) && s.Sid !== "ReadHsmPin")
+        .map((s) => s.Sid),
+      ["ReadTokenSigningKey"],
     );
   });
 
