@@ -56,6 +56,8 @@ export const EventTypes = {
   AccessTokensInvalidated: "AccessTokensInvalidated",
   /** Workspace stream: a drill ran; its checks and their results. A drill writes nothing else. */
   DrillCompleted: "DrillCompleted",
+  /** Workspace stream: a restoration test restored a backup into a scratch table and decrypted documents from it. */
+  RestorationTestCompleted: "RestorationTestCompleted",
 } as const;
 
 export type EventType = (typeof EventTypes)[keyof typeof EventTypes];
@@ -353,6 +355,23 @@ export interface DrillCompletedData {
   readonly Ok: boolean;
   readonly Trigger: "schedule" | "on-demand";
   readonly Checks: readonly DrillCheckResult[];
+  readonly StartedAt: string;
+  readonly DurationMs: number;
+}
+
+export interface RestorationTestCompletedData {
+  readonly [field: string]: unknown;
+  readonly WorkspaceId: string;
+  readonly TestId: string;
+  /** The backup restored: its id and the manifest's SHA-256 (hex). */
+  readonly BackupId: string;
+  readonly ManifestSha256: string;
+  readonly Ok: boolean;
+  readonly Trigger: "schedule" | "on-demand";
+  /** backup-integrity, restore, kit-coverage, keys-recovered, canaries, sample, cleanup */
+  readonly Checks: readonly DrillCheckResult[];
+  readonly DocumentsRestored: number;
+  readonly DocumentsDecrypted: number;
   readonly StartedAt: string;
   readonly DurationMs: number;
 }
