@@ -21,7 +21,11 @@ export interface WrappedDataKey {
   readonly ciphertext: Uint8Array;
 }
 
-/** A wrapping key for moving master keys between HSMs; lives in the HSM as a session object, never readable. */
+/**
+ * A key the HSM holds as a session object, never readable: a transport key (moves master keys between HSMs), a
+ * drill-slot session key, or a scratch master key. Session objects vanish with the key store's HSM session; destroy
+ * them earlier with `destroyTransportKey`.
+ */
 export interface TransportKeyRef {
   readonly id: string;
 }
@@ -81,6 +85,10 @@ export interface KeyStore {
   ): Promise<WrappedDataKey>;
   /** Loads AES-256 transport key material into the HSM (non-extractable session object); the caller zeroizes it. */
   importTransportKey(material: Uint8Array): Promise<TransportKeyRef>;
+  /**
+   * Destroys a session object: a transport key, a drill-slot session key or a scratch master key. Idempotent: an
+   * unknown, already destroyed or lost ref is ignored.
+   */
   destroyTransportKey(ref: TransportKeyRef): Promise<void>;
   /** The master key wrapped under the transport key with AES key wrap with padding (RFC 5649). */
   exportMasterKey(keyId: KeyId, transport: TransportKeyRef): Promise<Uint8Array>;
@@ -113,6 +121,28 @@ export interface KeyStore {
    * non-extractable session object, returns its KCV and destroys it: proves the blob without the key leaving.
    */
   checkWrappedMasterKey(ref: TransportKeyRef, blob: Uint8Array): Promise<string>;
+  /**
+   * Unwraps an RFC 5649 master key blob with a session key of purpose `unwrap` (or a transport key) into a *scratch
+   * master key*: a session object (never a token object: `findMasterKey`/`listMasterKeys` do not see it, and it
+   * vanishes with the store's HSM session), sensitive, non-extractable, allowed only to decrypt. Its KCV must equal
+   * `expectedKcv`, else nothing is kept and `KeyIntegrityError` is thrown (as for a tampered blob or a wrong unwrap
+   * key). Use it with `unwrapDataKeyWithSessionKey`; destroy it with `destroyTransportKey`.
+   */
+  unwrapMasterKeyToSession(
+    ref: TransportKeyRef,
+    blob: Uint8Array,
+    options: { expectedKcv: string },
+  ): Promise<TransportKeyRef>;
+  /**
+   * `unwrapDataKey` with a scratch master key from `unwrapMasterKeyToSession` (same checks, same errors: a wrong key,
+   * wrong associated data or tampered data is `KeyIntegrityError`). Any other kind of session key is refused
+   * (`KeyOperationNotPermittedError`); a destroyed or lost one is `KeyNotFoundError`.
+   */
+  unwrapDataKeyWithSessionKey(
+    ref: TransportKeyRef,
+    wrapped: WrappedDataKey,
+    aad: Uint8Array,
+  ): Promise<Buffer>;
   /** Destroys every object of that master key version. Callers prove first that no record still needs it. */
   destroyMasterKey(keyId: KeyId): Promise<void>;
   health(): Promise<KeyStoreHealth>;

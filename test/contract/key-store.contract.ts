@@ -350,6 +350,207 @@ export function keyStoreContract(name: string, makeFixture: () => Promise<KeySto
       await ks.destroyTransportKey(t);
     });
 
+    it("recovers an exported master key into a decrypt-only scratch session object that opens its DEKs", async () => {
+      const t = await ks.importTransportKey(randomBytes(32));
+      const listed = (await ks.listMasterKeys(ws)).map((k) => k.keyId);
+      try {
+        const blob = await ks.exportMasterKey(v1, t);
+        const kcv = await ks.keyCheckValue(v1);
+        const scratch = await ks.unwrapMasterKeyToSession(t, blob, { expectedKcv: kcv.toLowerCase() });
+        // A session object, not a token object: no master key version appeared.
+        assert.deepEqual(
+          (await ks.listMasterKeys(ws)).map((k) => k.keyId),
+          listed,
+        );
+        assert.ok(!listed.includes(scratch.id as KeyId));
+
+        // A DEK wrapped under the token key opens with the scratch key, bound to the same associated data.
+        const dek = await ks.generateDataKey();
+        const w = await ks.wrapDataKey(v1, dek, aad("doc-s:file"));
+        assert.deepEqual(await ks.unwrapDataKeyWithSessionKey(scratch, w, aad("doc-s:file")), dek);
+        await assert.rejects(
+          ks.unwrapDataKeyWithSessionKey(scratch, w, aad("doc-s:thumb")),
+          KeyIntegrityError,
+        );
+        for (const i of [0, 31, 47]) {
+          await assert.rejects(
+            ks.unwrapDataKeyWithSessionKey(
+              scratch,
+              { nonce: w.nonce, ciphertext: flip(w.ciphertext, i) },
+              aad("doc-s:file"),
+            ),
+            KeyIntegrityError,
+            `ciphertext byte ${i}`,
+          );
+        }
+        await assert.rejects(
+          ks.unwrapDataKeyWithSessionKey(
+            scratch,
+            { nonce: flip(w.nonce, 3), ciphertext: w.ciphertext },
+            aad("doc-s:file"),
+          ),
+          KeyIntegrityError,
+        );
+        await assert.rejects(
+          ks.unwrapDataKeyWithSessionKey(
+            scratch,
+            { nonce: w.nonce, ciphertext: w.ciphertext.subarray(0, 40) },
+            aad("doc-s:file"),
+          ),
+          KeyIntegrityError,
+        );
+        // A DEK wrapped under another version does not open.
+        const other = await ks.wrapDataKey(v2, dek, aad("doc-s:file"));
+        await assert.rejects(
+          ks.unwrapDataKeyWithSessionKey(scratch, other, aad("doc-s:file")),
+          KeyIntegrityError,
+        );
+
+        // It only decrypts DEKs: no wrap, no unwrap, no export, no plain GCM decryption.
+        await assert.rejects(ks.exportMasterKey(v1, scratch), KeyOperationNotPermittedError);
+        await assert.rejects(ks.checkWrappedMasterKey(scratch, blob), KeyOperationNotPermittedError);
+        await assert.rejects(
+          ks.unwrapMasterKeyToSession(scratch, blob, { expectedKcv: kcv }),
+          KeyOperationNotPermittedError,
+        );
+        await assert.rejects(
+          ks.decryptWithSessionKey(scratch, {
+            nonce: w.nonce,
+            ciphertext: w.ciphertext,
+            aad: aad("doc-s:file"),
+          }),
+          KeyOperationNotPermittedError,
+        );
+        // And a transport key is not a scratch master key.
+        await assert.rejects(
+          ks.unwrapDataKeyWithSessionKey(t, w, aad("doc-s:file")),
+          KeyOperationNotPermittedError,
+        );
+
+        // Destroyed, it is gone; destroying again changes nothing.
+        await ks.destroyTransportKey(scratch);
+        await assert.rejects(ks.unwrapDataKeyWithSessionKey(scratch, w, aad("doc-s:file")), KeyNotFoundError);
+        await ks.destroyTransportKey(scratch);
+        // The token key is untouched.
+        assert.deepEqual(await ks.unwrapDataKey(v1, w, aad("doc-s:file")), dek);
+        assert.equal(await ks.keyCheckValue(v1), kcv);
+      } finally {
+        await ks.destroyTransportKey(t);
+      }
+    });
+
+    it("refuses a scratch master key with a wrong KCV, a tampered blob, a wrong unwrap key, or a bad request", async () => {
+      const t = await ks.importTransportKey(randomBytes(32));
+      const wrongT = await ks.importTransportKey(randomBytes(32));
+      try {
+        const blob = await ks.exportMasterKey(v2, t);
+        const kcv = await ks.keyCheckValue(v2);
+        const otherKcv = await ks.keyCheckValue(v1);
+        await assert.rejects(
+          ks.unwrapMasterKeyToSession(t, blob, { expectedKcv: otherKcv }),
+          KeyIntegrityError,
+        );
+        await assert.rejects(
+          ks.unwrapMasterKeyToSession(t, flip(blob, 5), { expectedKcv: kcv }),
+          KeyIntegrityError,
+        );
+        await assert.rejects(
+          ks.unwrapMasterKeyToSession(t, flip(blob, 39), { expectedKcv: kcv }),
+          KeyIntegrityError,
+        );
+        await assert.rejects(
+          ks.unwrapMasterKeyToSession(t, blob.subarray(0, 39), { expectedKcv: kcv }),
+          KeyIntegrityError,
+        );
+        await assert.rejects(
+          ks.unwrapMasterKeyToSession(wrongT, blob, { expectedKcv: kcv }),
+          KeyIntegrityError,
+        );
+        await assert.rejects(ks.unwrapMasterKeyToSession(t, blob, { expectedKcv: "XYZ" }), InvalidInputError);
+        await assert.rejects(
+          ks.unwrapMasterKeyToSession(t, blob, {} as { expectedKcv: string }),
+          InvalidInputError,
+        );
+        await assert.rejects(
+          ks.unwrapMasterKeyToSession({ id: "transport/none" }, blob, { expectedKcv: kcv }),
+          KeyNotFoundError,
+        );
+        // The store still works, and the right request still succeeds.
+        const ok = await ks.unwrapMasterKeyToSession(t, blob, { expectedKcv: kcv });
+        await ks.destroyTransportKey(ok);
+      } finally {
+        await ks.destroyTransportKey(t);
+        await ks.destroyTransportKey(wrongT);
+      }
+    });
+
+    it("recovers a master key through drill-slot session keys: unwrap purpose only", async () => {
+      const oaepHash = fx.oaepHash ?? "SHA-1";
+      const id = drillKeyId(ws, 4);
+      const created = await ks.createDrillKey(id);
+      const pub = createPublicKey({ key: Buffer.from(created.publicKeySpki), format: "der", type: "spki" });
+      const seal = (k: Buffer) =>
+        publicEncrypt(
+          {
+            key: pub,
+            padding: constants.RSA_PKCS1_OAEP_PADDING,
+            oaepHash: oaepHash === "SHA-1" ? "sha1" : "sha256",
+          },
+          k,
+        );
+      const kWrap = randomBytes(32);
+      const mk = randomBytes(32);
+      const blob = soft.kwp(kWrap, mk);
+      const unwrapRef = await ks.unwrapWithDrillKey(id, seal(kWrap), { oaepHash, purpose: "unwrap" });
+      const decRef = await ks.unwrapWithDrillKey(id, seal(kWrap), { oaepHash, purpose: "decrypt" });
+      try {
+        // A decrypt-purpose key (even with the right value) does not unwrap a master key.
+        await assert.rejects(
+          ks.unwrapMasterKeyToSession(decRef, blob, { expectedKcv: soft.kcv(mk) }),
+          KeyOperationNotPermittedError,
+        );
+        await assert.rejects(
+          ks.unwrapDataKeyWithSessionKey(
+            decRef,
+            { nonce: randomBytes(12), ciphertext: randomBytes(48) },
+            aad("x"),
+          ),
+          KeyOperationNotPermittedError,
+        );
+        const scratch = await ks.unwrapMasterKeyToSession(unwrapRef, blob, { expectedKcv: soft.kcv(mk) });
+        // The recovered key opens a DEK wrapped in software under the same key material.
+        const dek = randomBytes(32);
+        const nonce = randomBytes(12);
+        const ct = soft.gcm(mk, nonce, aad("ws/doc/file"), dek);
+        assert.deepEqual(
+          await ks.unwrapDataKeyWithSessionKey(scratch, { nonce, ciphertext: ct }, aad("ws/doc/file")),
+          dek,
+        );
+        await ks.destroyTransportKey(scratch);
+        await assert.rejects(
+          ks.unwrapDataKeyWithSessionKey(scratch, { nonce, ciphertext: ct }, aad("ws/doc/file")),
+          KeyNotFoundError,
+        );
+      } finally {
+        await ks.destroyTransportKey(unwrapRef);
+        await ks.destroyTransportKey(decRef);
+      }
+    });
+
+    it("loses scratch master keys with the HSM session that held them (typed error, no stale use)", async () => {
+      const t = await ks.importTransportKey(randomBytes(32));
+      const blob = await ks.exportMasterKey(v1, t);
+      const scratch = await ks.unwrapMasterKeyToSession(t, blob, { expectedKcv: await ks.keyCheckValue(v1) });
+      const w = await ks.wrapDataKey(v1, await ks.generateDataKey(), aad("lost"));
+      await fx.dropAllSessions();
+      await assert.rejects(ks.unwrapDataKeyWithSessionKey(scratch, w, aad("lost")), KeyNotFoundError);
+      await assert.rejects(ks.unwrapMasterKeyToSession(t, blob, { expectedKcv: "000000" }), KeyNotFoundError);
+      await ks.destroyTransportKey(scratch);
+      await ks.destroyTransportKey(t);
+      // The token keys are still there.
+      assert.ok(await ks.findMasterKey(v1));
+    });
+
     it("destroys a key version; it can no longer be used", async () => {
       const doomed = masterKeyId(ws, 9);
       await ks.createMasterKey(doomed);

@@ -27,6 +27,7 @@ import {
   KeyAlreadyExistsError,
   KeyIntegrityError,
   KeyNotFoundError,
+  KeyOperationNotPermittedError,
   KeyStoreClosedError,
   KeyStoreConfigError,
 } from "../../keystore/errors.js";
@@ -56,6 +57,23 @@ export interface Pkcs11KeyStoreOptions {
 
 const AES_BLOCK = 16;
 const WRAP_OUTPUT_BUFFER = 256;
+/** RFC 5649 output for a 32-byte key: anything else is not one of our master keys. */
+const WRAPPED_MASTER_KEY_LENGTH = DEK_LENGTH + 8;
+const KCV = /^[0-9A-Fa-f]{6}$/;
+
+/**
+ * What a session object of the store is for. The HSM enforces the uses through the object's attributes; the kind
+ * lets the adapter refuse what the attributes cannot tell apart (a scratch master key and a drill-slot body key
+ * both decrypt AES-GCM).
+ */
+type SessionObjectKind = "transport" | "decrypt" | "unwrap" | "master";
+
+interface SessionObject {
+  readonly handle: Buffer;
+  readonly kind: SessionObjectKind;
+  /** The keeper session generation that created it: the object exists only while that keeper is open. */
+  readonly generation: number;
+}
 
 /**
  * The `KeyStore` over PKCS#11 (`pkcs11js`): SoftHSM2 locally, the AWS CloudHSM client library in production.
@@ -64,7 +82,8 @@ const WRAP_OUTPUT_BUFFER = 256;
  */
 export class Pkcs11KeyStore implements KeyStore {
   private readonly handles = new Map<string, Buffer>();
-  private readonly transportKeys = new Map<string, Buffer>();
+  /** Session objects (transport keys, drill-slot session keys, scratch master keys) by ref id; all on the keeper. */
+  private readonly sessionObjects = new Map<string, SessionObject>();
   private readonly retry: RetryPolicy;
   private readonly gcmParamsType: number;
   private closed = false;
@@ -194,7 +213,7 @@ export class Pkcs11KeyStore implements KeyStore {
 
   async unwrapDataKey(keyId: KeyId, wrapped: WrappedDataKey, aad: Uint8Array): Promise<Buffer> {
     parseKeyId(keyId);
-    checkWrapped(keyId, wrapped);
+    checkWrapped(wrapped, { keyId });
     return this.run(
       "unwrap data key",
       { keyId },
@@ -210,7 +229,7 @@ export class Pkcs11KeyStore implements KeyStore {
   ): Promise<WrappedDataKey> {
     parseKeyId(from.keyId);
     parseKeyId(to.keyId);
-    checkWrapped(from.keyId, wrapped);
+    checkWrapped(wrapped, { keyId: from.keyId });
     return this.run(
       "rewrap data key",
       { fromKeyId: from.keyId, toKeyId: to.keyId },
@@ -239,7 +258,7 @@ export class Pkcs11KeyStore implements KeyStore {
       return await this.run(
         "import transport key",
         { transportKeyId: id },
-        (p, s) => {
+        (p, s, generation) => {
           const h = p.C_CreateObject(s, [
             { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
             { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
@@ -254,7 +273,7 @@ export class Pkcs11KeyStore implements KeyStore {
             { type: pkcs11js.CKA_DECRYPT, value: false },
             { type: pkcs11js.CKA_LABEL, value: id },
           ]);
-          this.transportKeys.set(id, h);
+          this.sessionObjects.set(id, { handle: h, kind: "transport", generation });
           return { id };
         },
         {},
@@ -266,17 +285,26 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 
   async destroyTransportKey(ref: TransportKeyRef): Promise<void> {
-    const h = this.transportKeys.get(ref.id);
-    if (!h) return;
-    this.transportKeys.delete(ref.id);
-    await this.run("destroy transport key", { transportKeyId: ref.id }, (p, s) => {
+    const obj = this.sessionObjects.get(ref?.id);
+    if (!obj) return;
+    if (obj.generation !== this.pool.currentGeneration) {
+      // Its keeper session is gone, and the object with it.
+      this.sessionObjects.delete(ref.id);
+      return;
+    }
+    await this.run("destroy session key", { sessionKeyId: ref.id, kind: obj.kind }, (p, s) => {
       try {
-        p.C_DestroyObject(s, h);
+        // Destroy only the object we made: once it vanished (its session closed underneath), the handle could name
+        // another object. Each session object carries its ref id as its label.
+        const label = p.C_GetAttributeValue(s, obj.handle, [{ type: pkcs11js.CKA_LABEL }])[0]?.value;
+        if (label?.toString("utf8") === ref.id) p.C_DestroyObject(s, obj.handle);
       } catch (err) {
         const code = pkcs11Code(err);
         if (code === undefined || classifyCkr(code) !== "stale-handle") throw err;
       }
     });
+    // Forgotten only once destroyed (or gone): a failed destroy can be retried.
+    this.sessionObjects.delete(ref.id);
   }
 
   async exportMasterKey(keyId: KeyId, transport: TransportKeyRef): Promise<Uint8Array> {
@@ -285,7 +313,7 @@ export class Pkcs11KeyStore implements KeyStore {
       const blob = p.C_WrapKey(
         s,
         { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD },
-        this.transportHandle(transport),
+        this.sessionHandle(transport, ["transport"]),
         this.handleFor(s, keyId),
         Buffer.alloc(WRAP_OUTPUT_BUFFER),
       );
@@ -300,15 +328,7 @@ export class Pkcs11KeyStore implements KeyStore {
     options: ImportMasterKeyOptions = {},
   ): Promise<MasterKeyInfo> {
     parseKeyId(keyId);
-    // RFC 5649 output for a 32-byte key is 40 bytes; anything else is not one of our master keys.
-    if (!(blob instanceof Uint8Array) || blob.length !== DEK_LENGTH + 8) {
-      throw new KeyIntegrityError(
-        `a wrapped master key blob must be ${DEK_LENGTH + 8} bytes (RFC 5649 of AES-256)`,
-        {
-          context: { keyId, length: blob?.length },
-        },
-      );
-    }
+    checkWrappedMasterKeyBlob(blob, { keyId });
     const extractable = options.extractable ?? true;
     return this.run(
       "import master key",
@@ -322,7 +342,7 @@ export class Pkcs11KeyStore implements KeyStore {
         const h = p.C_UnwrapKey(
           s,
           { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD },
-          this.transportHandle(transport),
+          this.sessionHandle(transport, ["transport", "unwrap"]),
           Buffer.from(blob),
           masterKeyTemplate(keyId, extractable),
         );
@@ -418,7 +438,7 @@ export class Pkcs11KeyStore implements KeyStore {
     return this.run(
       "unwrap with drill key",
       { drillKeyId: id, purpose: options.purpose },
-      (p, s) => {
+      (p, s, generation) => {
         const priv = this.findKeyObjects(s, id, pkcs11js.CKO_PRIVATE_KEY)[0];
         if (!priv)
           throw new KeyNotFoundError(`drill key ${id} does not exist in the HSM`, {
@@ -443,7 +463,7 @@ export class Pkcs11KeyStore implements KeyStore {
             unwrap: options.purpose === "unwrap",
           }),
         );
-        this.transportKeys.set(ref, h);
+        this.sessionObjects.set(ref, { handle: h, kind: options.purpose, generation });
         return { id: ref };
       },
       { authenticatedDecrypt: true },
@@ -467,7 +487,8 @@ export class Pkcs11KeyStore implements KeyStore {
         p.C_DecryptInit(
           s,
           { mechanism: pkcs11js.CKM_AES_GCM, parameter: this.gcmParams(Buffer.from(input.nonce), input.aad) },
-          this.transportHandle(ref),
+          // Not a scratch master key: it opens wrapped DEKs through unwrapDataKeyWithSessionKey only.
+          this.sessionHandle(ref, ["decrypt"]),
         );
         return Buffer.from(
           p.C_Decrypt(s, Buffer.from(input.ciphertext), Buffer.alloc(input.ciphertext.length)),
@@ -478,14 +499,7 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 
   async checkWrappedMasterKey(ref: TransportKeyRef, blob: Uint8Array): Promise<string> {
-    if (!(blob instanceof Uint8Array) || blob.length !== DEK_LENGTH + 8) {
-      throw new KeyIntegrityError(
-        `a wrapped master key blob must be ${DEK_LENGTH + 8} bytes (RFC 5649 of AES-256)`,
-        {
-          context: { length: blob?.length },
-        },
-      );
-    }
+    checkWrappedMasterKeyBlob(blob, { transportKeyId: ref.id });
     return this.run(
       "check wrapped master key",
       { transportKeyId: ref.id },
@@ -493,7 +507,7 @@ export class Pkcs11KeyStore implements KeyStore {
         const h = p.C_UnwrapKey(
           s,
           { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD },
-          this.transportHandle(ref),
+          this.sessionHandle(ref, ["transport", "unwrap"]),
           Buffer.from(blob),
           sessionAesTemplate(`check/${randomUUID()}`, { encrypt: true }),
         );
@@ -503,6 +517,96 @@ export class Pkcs11KeyStore implements KeyStore {
           p.C_DestroyObject(s, h);
         }
       },
+      { authenticatedDecrypt: true },
+    );
+  }
+
+  async unwrapMasterKeyToSession(
+    ref: TransportKeyRef,
+    blob: Uint8Array,
+    options: { expectedKcv: string },
+  ): Promise<TransportKeyRef> {
+    checkWrappedMasterKeyBlob(blob, { unwrapKeyId: ref?.id });
+    if (typeof options?.expectedKcv !== "string" || !KCV.test(options.expectedKcv)) {
+      throw new InvalidInputError("expectedKcv must be 6 hexadecimal digits", {
+        context: { unwrapKeyId: ref?.id },
+      });
+    }
+    const expectedKcv = options.expectedKcv.toUpperCase();
+    const id = `scratch/${randomUUID()}`;
+    // On the keeper session, like every session object: a worker session may be closed after any failed call, and
+    // PKCS#11 destroys session objects with the session that created them.
+    return this.run(
+      "unwrap master key to session",
+      { unwrapKeyId: ref.id, sessionKeyId: id },
+      (p, s, generation) => {
+        const unwrapping = this.sessionHandle(ref, ["transport", "unwrap"]);
+        const mechanism = { mechanism: pkcs11js.CKM_AES_KEY_WRAP_PAD };
+        // The kept object may only decrypt, so it cannot compute its own KCV (AES-ECB *encryption* of a zero block).
+        // A probe unwrapped from the same blob with encrypt only gives it, then is destroyed at once.
+        let probeBlock: Buffer;
+        const probe = p.C_UnwrapKey(
+          s,
+          mechanism,
+          unwrapping,
+          Buffer.from(blob),
+          sessionAesTemplate(`probe/${randomUUID()}`, { encrypt: true }),
+        );
+        try {
+          probeBlock = ecbEncryptZeroBlock(p, s, probe);
+        } finally {
+          p.C_DestroyObject(s, probe);
+        }
+        try {
+          const actualKcv = probeBlock.subarray(0, 3).toString("hex").toUpperCase();
+          if (actualKcv !== expectedKcv) {
+            throw new KeyIntegrityError(
+              "the unwrapped master key does not match the expected key check value",
+              {
+                context: { unwrapKeyId: ref.id, expectedKcv, actualKcv },
+              },
+            );
+          }
+          const h = p.C_UnwrapKey(s, mechanism, unwrapping, Buffer.from(blob), scratchMasterKeyTemplate(id));
+          try {
+            // Bind the kept object to the checked value: it must decrypt the probe's AES-ECB(K, 0^16) to 0^16.
+            p.C_DecryptInit(s, { mechanism: pkcs11js.CKM_AES_ECB }, h);
+            const back = p.C_Decrypt(s, probeBlock, Buffer.alloc(AES_BLOCK));
+            const same = back.equals(Buffer.alloc(AES_BLOCK));
+            zeroize(back);
+            if (!same) {
+              throw new KeyIntegrityError(
+                "the unwrapped master key differs from the one whose KCV was checked",
+                {
+                  context: { unwrapKeyId: ref.id },
+                },
+              );
+            }
+          } catch (err) {
+            p.C_DestroyObject(s, h);
+            throw err;
+          }
+          this.sessionObjects.set(id, { handle: h, kind: "master", generation });
+          return { id };
+        } finally {
+          zeroize(probeBlock);
+        }
+      },
+      { authenticatedDecrypt: true },
+      "keeper",
+    );
+  }
+
+  async unwrapDataKeyWithSessionKey(
+    ref: TransportKeyRef,
+    wrapped: WrappedDataKey,
+    aad: Uint8Array,
+  ): Promise<Buffer> {
+    checkWrapped(wrapped, { sessionKeyId: ref?.id });
+    return this.run(
+      "unwrap data key with session key",
+      { sessionKeyId: ref.id },
+      (p, s) => this.gcmDecrypt(p, s, this.sessionHandle(ref, ["master"]), wrapped, aad),
       { authenticatedDecrypt: true },
     );
   }
@@ -535,7 +639,8 @@ export class Pkcs11KeyStore implements KeyStore {
     if (this.closed) return;
     this.closed = true;
     this.handles.clear();
-    this.transportKeys.clear();
+    // Session objects go with the keeper session that the pool closes.
+    this.sessionObjects.clear();
     await this.pool.close();
     this.module.release();
   }
@@ -550,7 +655,7 @@ export class Pkcs11KeyStore implements KeyStore {
   private async run<T>(
     operation: string,
     context: Record<string, unknown>,
-    fn: (p: pkcs11js.PKCS11, session: Buffer) => T,
+    fn: (p: pkcs11js.PKCS11, session: Buffer, generation: number) => T,
     classify: ClassifyOptions = {},
     where: "worker" | "keeper" = "worker",
   ): Promise<T> {
@@ -567,7 +672,7 @@ export class Pkcs11KeyStore implements KeyStore {
         throw toKeyStoreError(err, operation, { tokenLabel: this.tokenLabel, ...context }, classify);
       }
       try {
-        const result = fn(this.module.pkcs11, session.handle);
+        const result = fn(this.module.pkcs11, session.handle, session.generation);
         this.pool.release(session);
         return result;
       } catch (err) {
@@ -644,14 +749,35 @@ export class Pkcs11KeyStore implements KeyStore {
     return h;
   }
 
-  private transportHandle(ref: TransportKeyRef): Buffer {
-    const h = this.transportKeys.get(ref.id);
-    if (!h) {
-      throw new KeyNotFoundError(`transport key ${ref.id} is not loaded in this key store; import it again`, {
-        context: { transportKeyId: ref.id },
-      });
+  /** The handle of a session object of one of the `allowed` kinds; a destroyed or lost one is KeyNotFoundError. */
+  private sessionHandle(ref: TransportKeyRef, allowed: readonly SessionObjectKind[]): Buffer {
+    const obj = this.sessionObjects.get(ref?.id);
+    if (!obj) {
+      throw new KeyNotFoundError(
+        `session key ${ref?.id} is not loaded in this key store (destroyed?); load it again`,
+        {
+          context: { sessionKeyId: ref?.id },
+        },
+      );
     }
-    return h;
+    if (obj.generation !== this.pool.currentGeneration) {
+      this.sessionObjects.delete(ref.id);
+      throw new KeyNotFoundError(
+        `session key ${ref.id} was lost with the HSM session that held it; load it again`,
+        {
+          context: { sessionKeyId: ref.id },
+        },
+      );
+    }
+    if (!allowed.includes(obj.kind)) {
+      throw new KeyOperationNotPermittedError(
+        `session key ${ref.id} (${obj.kind}) may not be used for this`,
+        {
+          context: { sessionKeyId: ref.id, kind: obj.kind, allowed: [...allowed] },
+        },
+      );
+    }
+    return obj.handle;
   }
 
   private info(p: pkcs11js.PKCS11, s: Buffer, keyId: KeyId, h: Buffer): MasterKeyInfo {
@@ -698,7 +824,13 @@ export class Pkcs11KeyStore implements KeyStore {
       key,
     );
     const out = Buffer.alloc(wrapped.ciphertext.length);
-    const plain = p.C_Decrypt(s, Buffer.from(wrapped.ciphertext), out);
+    let plain: Buffer;
+    try {
+      plain = p.C_Decrypt(s, Buffer.from(wrapped.ciphertext), out);
+    } catch (err) {
+      zeroize(out);
+      throw err;
+    }
     if (plain.length !== DEK_LENGTH) {
       zeroize(out);
       throw new KeyIntegrityError("unwrapped data is not a data key", { context: { length: plain.length } });
@@ -709,6 +841,30 @@ export class Pkcs11KeyStore implements KeyStore {
 
 /** PKCS#11 CKZ_DATA_SPECIFIED (OAEP label source); pkcs11js exports no CKZ_* constants. */
 const CKZ_DATA_SPECIFIED = 1;
+
+/**
+ * A scratch master key: an AES session object (never a token object) that can only decrypt. Sensitive and
+ * non-extractable; no encrypt (it cannot wrap new DEKs), no wrap or unwrap (it cannot export or import keys), no
+ * sign, verify or derive.
+ */
+function scratchMasterKeyTemplate(label: string): pkcs11js.Template {
+  return [
+    ...sessionAesTemplate(label, { decrypt: true }),
+    { type: pkcs11js.CKA_SIGN, value: false },
+    { type: pkcs11js.CKA_VERIFY, value: false },
+    { type: pkcs11js.CKA_DERIVE, value: false },
+  ];
+}
+
+/** RFC 5649 of an AES-256 key is 40 bytes: any other length is refused like a tampered blob. */
+function checkWrappedMasterKeyBlob(blob: Uint8Array, context: Record<string, unknown>): void {
+  if (!(blob instanceof Uint8Array) || blob.length !== WRAPPED_MASTER_KEY_LENGTH) {
+    throw new KeyIntegrityError(
+      `a wrapped master key blob must be ${WRAPPED_MASTER_KEY_LENGTH} bytes (RFC 5649 of AES-256)`,
+      { context: { ...context, length: (blob as Uint8Array | undefined)?.length } },
+    );
+  }
+}
 
 /** A non-extractable, sensitive AES session object allowed only the given uses. */
 function sessionAesTemplate(
@@ -776,9 +932,15 @@ function masterKeyTemplate(keyId: KeyId, extractable: boolean): pkcs11js.Templat
 
 /** KCV: first 3 bytes of AES-ECB(key, zero block), as PKCS#11 defines CKA_CHECK_VALUE for AES keys. */
 function kcvOf(p: pkcs11js.PKCS11, s: Buffer, h: Buffer): string {
+  const block = ecbEncryptZeroBlock(p, s, h);
+  const kcv = block.subarray(0, 3).toString("hex").toUpperCase();
+  zeroize(block);
+  return kcv;
+}
+
+function ecbEncryptZeroBlock(p: pkcs11js.PKCS11, s: Buffer, h: Buffer): Buffer {
   p.C_EncryptInit(s, { mechanism: pkcs11js.CKM_AES_ECB }, h);
-  const block = p.C_Encrypt(s, Buffer.alloc(AES_BLOCK), Buffer.alloc(AES_BLOCK));
-  return block.subarray(0, 3).toString("hex").toUpperCase();
+  return p.C_Encrypt(s, Buffer.alloc(AES_BLOCK), Buffer.alloc(AES_BLOCK));
 }
 
 function findObjects(p: pkcs11js.PKCS11, s: Buffer, template: pkcs11js.Template): Buffer[] {
@@ -808,19 +970,20 @@ function findSlot(p: pkcs11js.PKCS11, tokenLabel: string): Buffer {
   );
 }
 
-function checkWrapped(keyId: KeyId, wrapped: WrappedDataKey): void {
+/** `context` names the key (a `keyId` or a `sessionKeyId`) for the error. */
+function checkWrapped(wrapped: WrappedDataKey, context: Record<string, unknown>): void {
   if (!wrapped || !(wrapped.nonce instanceof Uint8Array) || !(wrapped.ciphertext instanceof Uint8Array)) {
-    throw new InvalidInputError("a wrapped data key needs a nonce and a ciphertext", { context: { keyId } });
+    throw new InvalidInputError("a wrapped data key needs a nonce and a ciphertext", { context });
   }
   if (wrapped.nonce.length !== WRAP_NONCE_LENGTH) {
     throw new KeyIntegrityError(`the wrap nonce must be ${WRAP_NONCE_LENGTH} bytes (tampered or truncated)`, {
-      context: { keyId, nonceLength: wrapped.nonce.length },
+      context: { ...context, nonceLength: wrapped.nonce.length },
     });
   }
   if (wrapped.ciphertext.length !== DEK_LENGTH + WRAP_TAG_LENGTH) {
     throw new KeyIntegrityError(
       `a wrapped data key must be ${DEK_LENGTH + WRAP_TAG_LENGTH} bytes (tampered or truncated)`,
-      { context: { keyId, ciphertextLength: wrapped.ciphertext.length } },
+      { context: { ...context, ciphertextLength: wrapped.ciphertext.length } },
     );
   }
 }

@@ -42,6 +42,14 @@ export class SessionPool {
     return this.open;
   }
 
+  /**
+   * The current generation. Session objects made on the keeper session of generation g exist while this is still g:
+   * `reset()` closes that keeper (and so destroys them) and moves on to g + 1.
+   */
+  get currentGeneration(): number {
+    return this.generation;
+  }
+
   async acquire(): Promise<PooledSession> {
     if (this.closed) throw new KeyStoreClosedError("the key store is closed");
     const s = this.idle.pop();
