@@ -85,6 +85,8 @@ export interface MasterKeyCreatedData {
   readonly Kcv: string;
   /** Whether the key may leave the HSM wrapped (into the recovery kit). */
   readonly Extractable: boolean;
+  /** How the key came into the HSM; absent means generated there. `imported-legacy`: ArquivoMate's static key (migration). */
+  readonly Origin?: "generated" | "imported-legacy";
 }
 
 /** ArquivoMate's `DocumentEncryptionKeysAdded` plus `WorkspaceId`, `KeyId` and `WrapFormat`. */
