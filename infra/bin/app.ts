@@ -1,7 +1,7 @@
 /**
  * The CDK app: `npx cdk synth` runs this file (see cdk.json). It reads the configuration from context, builds the
- * stateful stack (table, dead-letter queues, alert topic, keys) and the stateless stack (functions, rule, workflows,
- * schedules) that receives the stateful resources, and the vault stack (kits and factor secrets: key and access role) in the vault's own account
+ * stateful stack (table, backup bucket, dead-letter queues, alert topic, keys) and the stateless stack (functions,
+ * rule, workflows, schedules, network, alarms, dashboard) that receives the stateful resources, and the vault stack (kits and factor secrets: key and access role) in the vault's own account
  * and region, and applies the cdk-nag AwsSolutions checks: an unacknowledged finding fails the synth.
  *
  * `createApp` is exported for the infra tests, which build the same app with their own context.
@@ -46,7 +46,7 @@ export function createApp(options: CreateAppOptions = {}): AmkApp {
   const stateful = new StatefulStack(app, `${prefix}-stateful`, {
     env,
     config,
-    description: `ArquivoMate Keys (${config.environment}): retained state (event-store table, dead-letter queues, alert topic, their KMS keys)`,
+    description: `ArquivoMate Keys (${config.environment}): retained state (event-store table, backup bucket, dead-letter queues, alert topic, their KMS keys)`,
   });
   const stateless = new StatelessStack(app, `${prefix}-stateless`, {
     env,
@@ -54,7 +54,8 @@ export function createApp(options: CreateAppOptions = {}): AmkApp {
     eventStore: stateful.eventStore,
     deadLetters: stateful.deadLetters,
     alerts: stateful.alerts,
-    description: `ArquivoMate Keys (${config.environment}): functions and workflows (rotation, recovery, drill)`,
+    backupBucket: stateful.backups,
+    description: `ArquivoMate Keys (${config.environment}): functions, workflows (rotation, recovery, drill), alarms and dashboard`,
   });
   // Implied by the references to the table, key and queues; stated so that it holds whatever the functions use.
   stateless.addStackDependency(stateful, "functions use the event store held by the stateful stack");

@@ -22,6 +22,17 @@
  * administrator, 1-168, default 24), `amk:tokenSigningSecret` (name or complete ARN of the existing secret holding
  * the access-token signing key; never the key), `amk:hsmClusterId` / `amk:hsmBackupCopyRegion` (the drill's CloudHSM
  * backup check; off without a cluster id).
+ *
+ * Production (docs/deploy.md): `amk:production` (true/false, default false) makes the network, the PKCS#11 layer and
+ * the account/region mandatory. The network of the HSM functions: `amk:vpcId`, `amk:vpcSubnets` (a JSON array of
+ * `{"subnetId", "availabilityZone", "routeTableId"}`), `amk:hsmSecurityGroupId` (the cluster's security group),
+ * `amk:dynamoDbPrefixListId`, `amk:vpcEndpoints` (`create`, the default, or `existing` with
+ * `amk:vpcEndpointSecurityGroupId`); without them the functions run outside a VPC and the synth warns.
+ *
+ * Alarms: `amk:unlockRefusalThreshold` (refusals of the unlock function within 15 minutes, default 5),
+ * `amk:drillMissingAfterHours` (default: the drill schedule's longest interval + 2 h). Backups:
+ * `amk:backupLockMode` (`GOVERNANCE`, the default, or `COMPLIANCE`), `amk:backupRetentionDays` (default 90), or an
+ * existing bucket: `amk:backupBucketArn` with `amk:backupBucketKeyArn`.
  */
 import type { IConstruct } from "constructs";
 import { z } from "zod";
@@ -57,6 +68,19 @@ export const CONTEXT_KEYS = {
   tokenSigningSecret: "amk:tokenSigningSecret",
   hsmClusterId: "amk:hsmClusterId",
   hsmBackupCopyRegion: "amk:hsmBackupCopyRegion",
+  production: "amk:production",
+  vpcId: "amk:vpcId",
+  vpcSubnets: "amk:vpcSubnets",
+  hsmSecurityGroupId: "amk:hsmSecurityGroupId",
+  vpcEndpoints: "amk:vpcEndpoints",
+  vpcEndpointSecurityGroupId: "amk:vpcEndpointSecurityGroupId",
+  dynamoDbPrefixListId: "amk:dynamoDbPrefixListId",
+  unlockRefusalThreshold: "amk:unlockRefusalThreshold",
+  drillMissingAfterHours: "amk:drillMissingAfterHours",
+  backupLockMode: "amk:backupLockMode",
+  backupRetentionDays: "amk:backupRetentionDays",
+  backupBucketArn: "amk:backupBucketArn",
+  backupBucketKeyArn: "amk:backupBucketKeyArn",
 } as const;
 
 type ConfigField = keyof typeof CONTEXT_KEYS;
@@ -88,6 +112,22 @@ export const DEFAULT_UNLOCK_TIMEOUT_HOURS = 24;
 export const UNLOCK_TIMEOUT_BOUNDS = { min: 1, max: 168 } as const;
 /** Default drill schedule (EventBridge Scheduler, UTC) for the workspaces of `amk:drillWorkspaces`. */
 export const DEFAULT_DRILL_SCHEDULE = "rate(1 day)";
+/** Unlock refusals (wrong passphrase or code, locked factor, bad input ...) within 15 minutes that raise the alarm. */
+export const DEFAULT_UNLOCK_REFUSAL_THRESHOLD = 5;
+export const UNLOCK_REFUSAL_THRESHOLD_BOUNDS = { min: 1, max: 1000 } as const;
+/**
+ * The missing-drill alarm fires when no drill execution succeeded for the schedule's longest interval plus this
+ * slack (a scheduled start may be delivered up to 2 h late, and a drill takes minutes): daily drills, 26 h.
+ */
+export const DRILL_MISSING_SLACK_HOURS = 2;
+/** CloudWatch evaluates an alarm over at most 7 days: the longest window the missing-drill alarm can have. */
+export const DRILL_MISSING_BOUNDS = { min: 2, max: 168 } as const;
+/** Object lock of the backup bucket: default mode and retention (days), and the retention's bounds. */
+export const DEFAULT_BACKUP_LOCK_MODE = "GOVERNANCE";
+export const DEFAULT_BACKUP_RETENTION_DAYS = 90;
+export const BACKUP_RETENTION_BOUNDS = { min: 1, max: 36_500 } as const;
+/** The HSM ports of a CloudHSM cluster's ENIs (the client connects to 2223-2225). */
+export const HSM_PORTS = { from: 2223, to: 2225 } as const;
 
 /** How a Secrets Manager secret is referenced: by name (IAM resource `name-??????`) or by its complete ARN. */
 export type SecretRef =
@@ -132,6 +172,60 @@ export interface AmkConfig {
   readonly tokenSigningSecret: SecretRef;
   /** The drill's CloudHSM backup check; absent: no cluster configured, the check is skipped. */
   readonly hsmBackups?: HsmBackupsConfig;
+  /**
+   * A production environment (`amk:production`): synth refuses it without the CloudHSM network, the PKCS#11 layer
+   * and an account and region.
+   */
+  readonly production: boolean;
+  /** Where the HSM functions run: the CloudHSM cluster's VPC; absent: outside any VPC (local and test synths). */
+  readonly network?: NetworkConfig;
+  /** Alarm settings. */
+  readonly alarms: AlarmConfig;
+  /** The backup bucket of the event-store exports: created here, or imported. */
+  readonly backups: BackupConfig;
+}
+
+/** One subnet of the CloudHSM cluster's VPC the HSM functions are placed in. */
+export interface SubnetConfig {
+  readonly subnetId: string;
+  readonly availabilityZone: string;
+  /** Its route table: the DynamoDB gateway endpoint is added to it (needed when the endpoints are created here). */
+  readonly routeTableId?: string;
+}
+
+/** The network of the HSM functions (see infra/lib/network.ts). */
+export interface NetworkConfig {
+  readonly vpcId: string;
+  /** Deduplicated by subnet id, in the order given; at least one. */
+  readonly subnets: readonly SubnetConfig[];
+  /** The CloudHSM cluster's security group (the HSMs' ENIs carry it). */
+  readonly hsmSecurityGroupId: string;
+  /**
+   * `create`: the stateless stack creates the VPC endpoints the functions need; `existing`: the VPC already has them
+   * (shared endpoints of the platform), reached through their security group.
+   */
+  readonly endpoints:
+    { readonly kind: "create" } | { readonly kind: "existing"; readonly securityGroupId: string };
+  /** The region's AWS-managed DynamoDB prefix list (`com.amazonaws.<region>.dynamodb`): the gateway endpoint's. */
+  readonly dynamoDbPrefixListId: string;
+}
+
+export interface AlarmConfig {
+  /** Unlock refusals within 15 minutes that raise the unlock alarm. */
+  readonly unlockRefusalThreshold: number;
+  /** With a drill schedule: hours without a successful drill after which the missing-drill alarm fires. */
+  readonly drillMissingAfterHours?: number;
+}
+
+export type BackupLockMode = "GOVERNANCE" | "COMPLIANCE";
+
+/** The backup bucket (event-store exports). */
+export interface BackupConfig {
+  /** Object lock default retention of the bucket created here. */
+  readonly lockMode: BackupLockMode;
+  readonly retentionDays: number;
+  /** An existing bucket (e.g. in the backup account) and its KMS key, used instead of creating one. */
+  readonly imported?: { readonly bucketArn: string; readonly keyArn: string };
 }
 
 /** When a workflow is started, and for which workspaces (one schedule per workspace). */
@@ -206,6 +300,16 @@ const ACCOUNT_ID = z.string().regex(/^\d{12}$/, "must be a 12-digit AWS account 
 const EMAIL =
   /^(?=.{3,254}$)[A-Za-z0-9.!#$%&'*+=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
 const CLUSTER_ID = /^cluster-[a-z0-9]{11}$/;
+/** EC2 resource ids: the prefix and 8 or 17 hexadecimal digits. */
+const ec2Id = (prefix: string) => new RegExp(`^${prefix}-(?:[0-9a-f]{8}|[0-9a-f]{17})$`);
+const VPC_ID = ec2Id("vpc");
+const SUBNET_ID = ec2Id("subnet");
+const SECURITY_GROUP_ID = ec2Id("sg");
+const ROUTE_TABLE_ID = ec2Id("rtb");
+const PREFIX_LIST_ID = ec2Id("pl");
+const AVAILABILITY_ZONE = /^[a-z]{2}(?:-[a-z]+)+-\d[a-z]$/;
+const S3_BUCKET_ARN = /^arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const SECURITY_GROUP_MESSAGE = "must be a security group id such as sg-0123456789abcdef0";
 const EVENT_BUS_NAME = z
   .string()
   .regex(
@@ -218,6 +322,28 @@ const TTL_MESSAGE = `must be a whole number of seconds from ${DATA_KEY_TTL_BOUND
 const UNLOCK_TIMEOUT_MESSAGE =
   `must be a whole number of hours from ${UNLOCK_TIMEOUT_BOUNDS.min} to ${UNLOCK_TIMEOUT_BOUNDS.max} ` +
   "(how long a recovery waits for an administrator to unlock the kit)";
+
+const PRODUCTION_MESSAGE = 'must be true or false (a JSON boolean in cdk.json, or "true"/"false" with -c)';
+const UNLOCK_REFUSAL_MESSAGE =
+  `must be a whole number from ${UNLOCK_REFUSAL_THRESHOLD_BOUNDS.min} to ${UNLOCK_REFUSAL_THRESHOLD_BOUNDS.max} ` +
+  "(refusals of the unlock function within 15 minutes that raise the alarm)";
+const DRILL_MISSING_MESSAGE =
+  `must be a whole number of hours from ${DRILL_MISSING_BOUNDS.min} to ${DRILL_MISSING_BOUNDS.max} ` +
+  "(hours without a successful drill before the missing-drill alarm; CloudWatch looks back at most 7 days)";
+const BACKUP_RETENTION_MESSAGE =
+  `must be a whole number of days from ${BACKUP_RETENTION_BOUNDS.min} to ${BACKUP_RETENTION_BOUNDS.max} ` +
+  "(the object lock default retention of the backup bucket)";
+
+/** A boolean from context (a JSON boolean, or "true"/"false" with `-c`); absent: false. */
+const optionalBoolean = (message: string) =>
+  z.union([z.boolean(), z.string(), z.null(), z.undefined()], { error: message }).transform((v, ctx) => {
+    if (v === null || v === undefined) return false;
+    if (typeof v === "boolean") return v;
+    if (v.trim() === "true") return true;
+    if (v.trim() === "false") return false;
+    ctx.addIssue({ code: "custom", message });
+    return z.NEVER;
+  });
 
 /** A whole number from context (a number, or a string with `-c`); absent: undefined. */
 const optionalWholeNumber = (message: string, min: number, max: number) =>
@@ -319,6 +445,73 @@ const schema = z.object({
     z.string().regex(CLUSTER_ID, "must be a CloudHSM cluster id such as cluster-jxhlf7644ne").optional(),
   ),
   hsmBackupCopyRegion: optionalText.pipe(REGION.optional()),
+  production: optionalBoolean(PRODUCTION_MESSAGE),
+  vpcId: optionalText.pipe(
+    z.string().regex(VPC_ID, "must be a VPC id such as vpc-0123456789abcdef0").optional(),
+  ),
+  hsmSecurityGroupId: optionalText.pipe(
+    z.string().regex(SECURITY_GROUP_ID, `${SECURITY_GROUP_MESSAGE} (the CloudHSM cluster's)`).optional(),
+  ),
+  vpcEndpoints: optionalText.pipe(
+    z
+      .enum(["create", "existing"], {
+        error:
+          'must be "create" (the stack creates the VPC endpoints) or "existing" (the VPC has them already, ' +
+          "reached through amk:vpcEndpointSecurityGroupId)",
+      })
+      .optional(),
+  ),
+  vpcEndpointSecurityGroupId: optionalText.pipe(
+    z.string().regex(SECURITY_GROUP_ID, `${SECURITY_GROUP_MESSAGE} (the existing VPC endpoints')`).optional(),
+  ),
+  dynamoDbPrefixListId: optionalText.pipe(
+    z
+      .string()
+      .regex(
+        PREFIX_LIST_ID,
+        "must be the region's DynamoDB prefix list id such as pl-66a5400f (aws ec2 describe-managed-prefix-lists " +
+          "--filters Name=prefix-list-name,Values=com.amazonaws.<region>.dynamodb)",
+      )
+      .optional(),
+  ),
+  unlockRefusalThreshold: optionalWholeNumber(
+    UNLOCK_REFUSAL_MESSAGE,
+    UNLOCK_REFUSAL_THRESHOLD_BOUNDS.min,
+    UNLOCK_REFUSAL_THRESHOLD_BOUNDS.max,
+  ).transform((v) => v ?? DEFAULT_UNLOCK_REFUSAL_THRESHOLD),
+  drillMissingAfterHours: optionalWholeNumber(
+    DRILL_MISSING_MESSAGE,
+    DRILL_MISSING_BOUNDS.min,
+    DRILL_MISSING_BOUNDS.max,
+  ),
+  backupLockMode: optionalText
+    .transform((v) => v ?? DEFAULT_BACKUP_LOCK_MODE)
+    .pipe(
+      z.enum(["GOVERNANCE", "COMPLIANCE"], {
+        error: 'must be "GOVERNANCE" or "COMPLIANCE" (the object lock mode of the backup bucket)',
+      }),
+    ),
+  backupRetentionDays: optionalWholeNumber(
+    BACKUP_RETENTION_MESSAGE,
+    BACKUP_RETENTION_BOUNDS.min,
+    BACKUP_RETENTION_BOUNDS.max,
+  ).transform((v) => v ?? DEFAULT_BACKUP_RETENTION_DAYS),
+  backupBucketArn: optionalText.pipe(
+    z
+      .string()
+      .regex(S3_BUCKET_ARN, "must be an S3 bucket ARN such as arn:aws:s3:::amk-prod-backups")
+      .optional(),
+  ),
+  backupBucketKeyArn: optionalText.pipe(
+    z
+      .string()
+      .regex(
+        KMS_KEY_ARN,
+        "must be the ARN of the backup bucket's KMS key such as " +
+          "arn:aws:kms:eu-central-1:333333333333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+      )
+      .optional(),
+  ),
 });
 
 /** Bound of the rotation schedule: every run creates a master key version and re-wraps every document. */
@@ -684,6 +877,111 @@ export function loadConfig(scope: IConstruct): AmkConfig {
     }
   }
 
+  const subnets = parseSubnets(CONTEXT_KEYS.vpcSubnets, raw.vpcSubnets);
+  if ("problems" in subnets) problems.push(...subnets.problems);
+  let network: NetworkConfig | undefined;
+  if (parsed.success && "subnets" in subnets) {
+    const result = networkFrom(parsed.data, subnets.subnets, raw.vpcEndpoints !== undefined);
+    problems.push(...result.problems);
+    network = result.network;
+    const d = parsed.data;
+    if (network !== undefined) {
+      // The functions reach AWS through VPC endpoints of their own region only (Secrets Manager, STS and CloudHSM
+      // have no cross-region PrivateLink), and have no other way out.
+      if (vaultRegion !== undefined && vaultRegion !== d.region) {
+        problems.push(
+          `${CONTEXT_KEYS.vaultRegion}: the HSM functions run in the VPC (${CONTEXT_KEYS.vpcId}) without internet ` +
+            `egress and reach Secrets Manager and STS through endpoints of the service's region only, so the vault ` +
+            `must be in that region (${d.region ?? `set ${CONTEXT_KEYS.region}`}; another account is fine), got ` +
+            `${vaultRegion}`,
+        );
+      }
+      if (d.hsmBackupCopyRegion !== undefined) {
+        problems.push(
+          `${CONTEXT_KEYS.hsmBackupCopyRegion}: the drill runs in the VPC without internet egress and CloudHSM has no ` +
+            `cross-region endpoint, so it cannot check backups in ${d.hsmBackupCopyRegion}; remove the key (check the ` +
+            "copies from the backup account, see docs/deploy.md)",
+        );
+      }
+    }
+    if (d.production) {
+      if (network === undefined && result.problems.length === 0) {
+        problems.push(
+          `${CONTEXT_KEYS.production}: a production environment runs its HSM functions in the CloudHSM cluster's ` +
+            `VPC: set ${CONTEXT_KEYS.vpcId}, ${CONTEXT_KEYS.vpcSubnets}, ${CONTEXT_KEYS.hsmSecurityGroupId} and ` +
+            `${CONTEXT_KEYS.dynamoDbPrefixListId} (see docs/deploy.md)`,
+        );
+      }
+      if (d.pkcs11LayerArn === undefined) {
+        problems.push(
+          `${CONTEXT_KEYS.production}: a production environment needs ${CONTEXT_KEYS.pkcs11LayerArn}, the layer ` +
+            "with the CloudHSM PKCS#11 library and pkcs11js (see docs/deploy.md)",
+        );
+      }
+      if (d.account === undefined || d.region === undefined) {
+        problems.push(
+          `${CONTEXT_KEYS.production}: a production environment needs ${CONTEXT_KEYS.account} and ` +
+            `${CONTEXT_KEYS.region} (no environment-agnostic stacks)`,
+        );
+      }
+    }
+  }
+
+  let drillMissingAfterHours: number | undefined;
+  if (parsed.success) {
+    const given = parsed.data.drillMissingAfterHours;
+    if (drillSchedule === undefined) {
+      if (given !== undefined) {
+        problems.push(
+          `${CONTEXT_KEYS.drillMissingAfterHours}: needs a drill schedule (${CONTEXT_KEYS.drillWorkspaces}); ` +
+            "without scheduled drills there is no missing-drill alarm",
+        );
+      }
+    } else {
+      const interval = scheduleIntervalMinutes(drillSchedule.expression);
+      const intervalHours = interval === undefined ? undefined : Math.ceil(interval / 60);
+      if (given !== undefined) {
+        if (intervalHours !== undefined && given <= intervalHours) {
+          problems.push(
+            `${CONTEXT_KEYS.drillMissingAfterHours}: ${given} h is not longer than the drill schedule's interval ` +
+              `(${intervalHours} h): the alarm would fire between two drills`,
+          );
+        } else drillMissingAfterHours = given;
+      } else if (intervalHours === undefined) {
+        problems.push(
+          `${CONTEXT_KEYS.drillSchedule}: cannot tell how far apart the drills of "${drillSchedule.expression}" are ` +
+            `(L, W, # or a year): set ${CONTEXT_KEYS.drillMissingAfterHours}, the hours without a successful drill ` +
+            "after which the missing-drill alarm fires",
+        );
+      } else if (intervalHours + DRILL_MISSING_SLACK_HOURS > DRILL_MISSING_BOUNDS.max) {
+        problems.push(
+          `${CONTEXT_KEYS.drillSchedule}: drills ${intervalHours} h apart are too rare for the missing-drill alarm ` +
+            `(CloudWatch looks back at most ${DRILL_MISSING_BOUNDS.max} h, and the alarm allows ` +
+            `${DRILL_MISSING_SLACK_HOURS} h of slack): schedule a drill at least every ` +
+            `${DRILL_MISSING_BOUNDS.max - DRILL_MISSING_SLACK_HOURS} h`,
+        );
+      } else drillMissingAfterHours = intervalHours + DRILL_MISSING_SLACK_HOURS;
+    }
+  }
+
+  let backups: BackupConfig | undefined;
+  if (parsed.success) {
+    const { backupBucketArn, backupBucketKeyArn, backupLockMode, backupRetentionDays } = parsed.data;
+    if ((backupBucketArn === undefined) !== (backupBucketKeyArn === undefined)) {
+      problems.push(
+        `${CONTEXT_KEYS.backupBucketArn} / ${CONTEXT_KEYS.backupBucketKeyArn}: an existing backup bucket needs both ` +
+          "its ARN and the ARN of its KMS key (or neither: the stateful stack creates the bucket)",
+      );
+    }
+    backups = {
+      lockMode: backupLockMode,
+      retentionDays: backupRetentionDays,
+      ...(backupBucketArn !== undefined && backupBucketKeyArn !== undefined
+        ? { imported: { bucketArn: backupBucketArn, keyArn: backupBucketKeyArn } }
+        : {}),
+    };
+  }
+
   if (
     problems.length > 0 ||
     !parsed.success ||
@@ -693,7 +991,9 @@ export function loadConfig(scope: IConstruct): AmkConfig {
     "problems" in unlockers ||
     "problems" in rotationWorkspaces ||
     "problems" in drillWorkspaces ||
-    "problems" in alertEmails
+    "problems" in alertEmails ||
+    "problems" in subnets ||
+    backups === undefined
   ) {
     throw new InvalidInfraConfigError(problems);
   }
@@ -724,5 +1024,246 @@ export function loadConfig(scope: IConstruct): AmkConfig {
     unlockTimeoutHours: d.unlockTimeoutHours,
     tokenSigningSecret,
     ...(hsmBackups === undefined ? {} : { hsmBackups }),
+    production: d.production,
+    ...(network === undefined ? {} : { network }),
+    alarms: {
+      unlockRefusalThreshold: d.unlockRefusalThreshold,
+      ...(drillMissingAfterHours === undefined ? {} : { drillMissingAfterHours }),
+    },
+    backups,
   };
+}
+
+/**
+ * The subnets from context: absent, or a JSON array (cdk.json, or a string with `-c`) of objects
+ * `{"subnetId", "availabilityZone", "routeTableId"?}`. Returns them (deduplicated by id) or the problems.
+ */
+function parseSubnets(key: string, value: unknown): { subnets: SubnetConfig[] } | { problems: string[] } {
+  const example =
+    '[{"subnetId": "subnet-0123456789abcdef0", "availabilityZone": "eu-central-1a", "routeTableId": "rtb-0123456789abcdef0"}]';
+  let items: unknown;
+  if (value === undefined || value === null) return { subnets: [] };
+  if (typeof value === "string") {
+    try {
+      items = JSON.parse(value);
+    } catch {
+      return { problems: [`${key}: is not a JSON array of subnets such as ${example}`] };
+    }
+  } else items = value;
+  if (!Array.isArray(items))
+    return { problems: [`${key}: must be a JSON array of subnets such as ${example}`] };
+  const problems: string[] = [];
+  const subnets = new Map<string, SubnetConfig>();
+  items.forEach((item: unknown, i) => {
+    const at = `${key}[${i}]`;
+    if (item === null || typeof item !== "object" || Array.isArray(item)) {
+      problems.push(`${at}: must be an object such as ${example.slice(1, -1)}`);
+      return;
+    }
+    const o = item as Record<string, unknown>;
+    const unknownKeys = Object.keys(o).filter(
+      (k) => !["subnetId", "availabilityZone", "routeTableId"].includes(k),
+    );
+    if (unknownKeys.length > 0) {
+      problems.push(
+        `${at}: unknown field(s) ${unknownKeys.join(", ")} (known: subnetId, availabilityZone, routeTableId)`,
+      );
+    }
+    const text = (v: unknown) => (typeof v === "string" ? `"${v.slice(0, 100)}"` : typeof v);
+    if (typeof o.subnetId !== "string" || !SUBNET_ID.test(o.subnetId)) {
+      problems.push(
+        `${at}.subnetId: must be a subnet id such as subnet-0123456789abcdef0 (got ${text(o.subnetId)})`,
+      );
+    }
+    if (typeof o.availabilityZone !== "string" || !AVAILABILITY_ZONE.test(o.availabilityZone)) {
+      problems.push(
+        `${at}.availabilityZone: must be an availability zone name such as eu-central-1a (got ${text(o.availabilityZone)})`,
+      );
+    }
+    if (
+      o.routeTableId !== undefined &&
+      (typeof o.routeTableId !== "string" || !ROUTE_TABLE_ID.test(o.routeTableId))
+    ) {
+      problems.push(
+        `${at}.routeTableId: must be a route table id such as rtb-0123456789abcdef0 (got ${text(o.routeTableId)})`,
+      );
+    }
+    if (problems.length === 0 && typeof o.subnetId === "string" && typeof o.availabilityZone === "string") {
+      const known = subnets.get(o.subnetId);
+      if (known !== undefined && known.availabilityZone !== o.availabilityZone) {
+        problems.push(`${at}: ${o.subnetId} is listed twice with different availability zones`);
+      }
+      subnets.set(o.subnetId, {
+        subnetId: o.subnetId,
+        availabilityZone: o.availabilityZone,
+        ...(typeof o.routeTableId === "string" ? { routeTableId: o.routeTableId } : {}),
+      });
+    }
+  });
+  return problems.length > 0 ? { problems } : { subnets: [...subnets.values()] };
+}
+
+/** The network of the HSM functions from the parsed context: all of it or none of it. */
+function networkFrom(
+  d: {
+    vpcId?: string | undefined;
+    hsmSecurityGroupId?: string | undefined;
+    vpcEndpoints?: "create" | "existing" | undefined;
+    vpcEndpointSecurityGroupId?: string | undefined;
+    dynamoDbPrefixListId?: string | undefined;
+    region?: string | undefined;
+  },
+  subnets: readonly SubnetConfig[],
+  endpointsGiven: boolean,
+): { network?: NetworkConfig; problems: string[] } {
+  const given =
+    d.vpcId !== undefined ||
+    subnets.length > 0 ||
+    d.hsmSecurityGroupId !== undefined ||
+    d.vpcEndpointSecurityGroupId !== undefined ||
+    d.dynamoDbPrefixListId !== undefined ||
+    endpointsGiven;
+  if (!given) return { problems: [] };
+  const problems: string[] = [];
+  const missing = [
+    d.vpcId === undefined ? CONTEXT_KEYS.vpcId : undefined,
+    subnets.length === 0 ? CONTEXT_KEYS.vpcSubnets : undefined,
+    d.hsmSecurityGroupId === undefined ? CONTEXT_KEYS.hsmSecurityGroupId : undefined,
+    d.dynamoDbPrefixListId === undefined ? CONTEXT_KEYS.dynamoDbPrefixListId : undefined,
+  ].filter((k): k is NonNullable<typeof k> => k !== undefined);
+  if (missing.length > 0) {
+    problems.push(
+      `${missing.join(", ")}: missing; the network of the HSM functions needs all of ${CONTEXT_KEYS.vpcId}, ` +
+        `${CONTEXT_KEYS.vpcSubnets}, ${CONTEXT_KEYS.hsmSecurityGroupId} and ${CONTEXT_KEYS.dynamoDbPrefixListId} ` +
+        "(or none of the network keys: functions outside a VPC, for local and test synths only)",
+    );
+  }
+  const kind = d.vpcEndpoints ?? "create";
+  if (kind === "create") {
+    if (d.vpcEndpointSecurityGroupId !== undefined) {
+      problems.push(
+        `${CONTEXT_KEYS.vpcEndpointSecurityGroupId}: only with ${CONTEXT_KEYS.vpcEndpoints}=existing (with "create", ` +
+          "the stack creates the endpoints and their security group)",
+      );
+    }
+    const withoutRouteTable = subnets.filter((s) => s.routeTableId === undefined).map((s) => s.subnetId);
+    if (withoutRouteTable.length > 0) {
+      problems.push(
+        `${CONTEXT_KEYS.vpcSubnets}: ${withoutRouteTable.join(", ")} without routeTableId; the DynamoDB gateway ` +
+          `endpoint the stack creates (${CONTEXT_KEYS.vpcEndpoints}=create) is added to the subnets' route tables`,
+      );
+    }
+  } else if (d.vpcEndpointSecurityGroupId === undefined) {
+    problems.push(
+      `${CONTEXT_KEYS.vpcEndpointSecurityGroupId}: needed with ${CONTEXT_KEYS.vpcEndpoints}=existing, the security ` +
+        "group of the VPC's interface endpoints (the functions may reach them on 443 only)",
+    );
+  }
+  if (d.region !== undefined) {
+    const elsewhere = subnets.filter((s) => !s.availabilityZone.startsWith(d.region!));
+    if (elsewhere.length > 0) {
+      problems.push(
+        `${CONTEXT_KEYS.vpcSubnets}: ${elsewhere.map((s) => `${s.subnetId} (${s.availabilityZone})`).join(", ")} ` +
+          `not in ${CONTEXT_KEYS.region} ${d.region}`,
+      );
+    }
+  }
+  if (problems.length > 0 || missing.length > 0) return { problems };
+  return {
+    network: {
+      vpcId: d.vpcId!,
+      subnets,
+      hsmSecurityGroupId: d.hsmSecurityGroupId!,
+      endpoints:
+        kind === "create"
+          ? { kind: "create" }
+          : { kind: "existing", securityGroupId: d.vpcEndpointSecurityGroupId! },
+      dynamoDbPrefixListId: d.dynamoDbPrefixListId!,
+    },
+    problems,
+  };
+}
+
+const MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const WEEKDAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+/**
+ * The values of one cron field (`*`, `?`, numbers or names, lists, ranges, `/` steps) between `min` and `max`, or
+ * undefined for what this does not follow (`L`, `W`, `#`).
+ */
+function cronFieldValues(
+  field: string,
+  min: number,
+  max: number,
+  names: string[] = [],
+): Set<number> | undefined {
+  const value = (token: string): number | undefined => {
+    const i = names.indexOf(token.toUpperCase());
+    if (i >= 0) return i + min;
+    return /^\d{1,2}$/.test(token) ? Number(token) : undefined;
+  };
+  const out = new Set<number>();
+  for (const part of field.split(",")) {
+    const [range, stepText] = part.split("/") as [string, string | undefined];
+    const step = stepText === undefined ? 1 : Number(stepText);
+    if (!Number.isInteger(step) || step < 1) return undefined;
+    let from: number | undefined;
+    let to: number | undefined;
+    if (range === "*" || range === "?") [from, to] = [min, max];
+    else if (range.includes("-")) {
+      const [a, b] = range.split("-") as [string, string];
+      [from, to] = [value(a), value(b)];
+    } else {
+      from = value(range);
+      to = stepText === undefined ? from : max;
+    }
+    if (from === undefined || to === undefined || from < min || to > max || from > to) return undefined;
+    for (let v = from; v <= to; v += step) out.add(v);
+  }
+  return out;
+}
+
+/**
+ * The longest time between two firings of an EventBridge Scheduler expression, in minutes: exact for `rate(...)`;
+ * for `cron(...)` (UTC) found by walking two years of firings. Undefined when it cannot tell (`L`, `W`, `#`, a
+ * year, or no firing at all).
+ */
+export function scheduleIntervalMinutes(expression: string): number | undefined {
+  const rate = RATE.exec(expression);
+  if (rate !== null) return Number(rate[1]) * MINUTES_PER_UNIT[rate[2]!.replace(/s$/, "")]!;
+  const cron = CRON.exec(expression);
+  if (cron === null) return undefined;
+  const fields = cron[1]!.trim().split(/\s+/);
+  if (fields.length !== 6) return undefined;
+  const [minutesField, hoursField, domField, monthField, dowField, yearField] = fields as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
+  if (yearField !== "*") return undefined;
+  const minutes = cronFieldValues(minutesField, 0, 59);
+  const hours = cronFieldValues(hoursField, 0, 23);
+  const months = cronFieldValues(monthField, 1, 12, MONTHS);
+  const byWeekday = domField === "?";
+  const days = byWeekday ? cronFieldValues(dowField, 1, 7, WEEKDAYS) : cronFieldValues(domField, 1, 31);
+  if (minutes === undefined || hours === undefined || months === undefined || days === undefined)
+    return undefined;
+  const times: number[] = [];
+  const start = Date.UTC(2024, 0, 1);
+  for (let d = 0; d < 731; d += 1) {
+    const day = new Date(start + d * 86_400_000);
+    if (!months.has(day.getUTCMonth() + 1)) continue;
+    if (!days.has(byWeekday ? day.getUTCDay() + 1 : day.getUTCDate())) continue;
+    const base = (start + d * 86_400_000) / 60_000;
+    for (const h of [...hours].sort((a, b) => a - b)) {
+      for (const m of [...minutes].sort((a, b) => a - b)) times.push(base + h * 60 + m);
+    }
+  }
+  if (times.length < 2) return undefined;
+  let longest = 0;
+  for (let i = 1; i < times.length; i += 1) longest = Math.max(longest, times[i]! - times[i - 1]!);
+  return longest;
 }

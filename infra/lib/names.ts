@@ -66,3 +66,21 @@ export function recoveryUnlockRoleName(config: Pick<AmkConfig, "environment">): 
 export function drillRunRoleName(config: Pick<AmkConfig, "environment">): string {
   return `amk-${config.environment}-drill-run`;
 }
+
+/**
+ * Prefix of every CloudWatch alarm's name (`amk-<env>-`): the stateful stack lets CloudWatch publish to the alert
+ * topic (and use its key) for alarms of these names only, without referencing the alarms in the stateless stack.
+ */
+export function alarmNamePrefix(config: Pick<AmkConfig, "environment">): string {
+  return `amk-${config.environment}-`;
+}
+
+/** ARN pattern of this environment's alarms in the account and region of `stack`. */
+export function alarmArnPattern(stack: Stack, config: Pick<AmkConfig, "environment">): string {
+  return stack.formatArn({
+    service: "cloudwatch",
+    resource: "alarm",
+    resourceName: `${alarmNamePrefix(config)}*`,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
+}

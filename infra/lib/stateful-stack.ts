@@ -12,9 +12,25 @@
  *   copy of events that still have to be dealt with.
  * - `AlertsKey`, `Alerts`: the SNS topic the functions raise alerts on (recovery, drills, rotation failures, admin
  *   lockouts), encrypted with its own customer-managed key, TLS only, with the email subscriptions of
- *   `amk:alertEmails`. Retained: its confirmed subscriptions are what people receive alerts by.
+ *   `amk:alertEmails`. Retained: its confirmed subscriptions are what people receive alerts by. The topic policy and
+ *   the key policy also let CloudWatch publish, for this environment's alarms only (`amk-<env>-*`, the stateless
+ *   stack's alarms).
+ * - `BackupKey`, `BackupBucket`, `AccessLogs`: the bucket for event-store exports (written by the export code), with
+ *   its own customer-managed key, versioning, object lock (default retention `amk:backupRetentionDays` days in
+ *   `amk:backupLockMode`), TLS only, no public access, noncurrent versions expiring after the retention, and server
+ *   access logs to `AccessLogs`. Retained. With `amk:backupBucketArn` and `amk:backupBucketKeyArn` (a bucket in the
+ *   backup account, say) none of the three is created: the existing bucket and key are imported instead.
  */
 import { CfnOutput, Duration, RemovalPolicy, Stack, Validations, type StackProps } from "aws-cdk-lib";
+import {
+  BlockPublicAccess,
+  Bucket,
+  BucketEncryption,
+  CfnBucket,
+  ObjectLockRetention,
+  ObjectOwnership,
+  type IBucket,
+} from "aws-cdk-lib/aws-s3";
 import {
   AttributeType,
   BillingMode,
@@ -30,7 +46,7 @@ import { EmailSubscription } from "aws-cdk-lib/aws-sns-subscriptions";
 import { CfnQueue, Queue, QueueEncryption, type IQueue } from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
 import type { AmkConfig } from "./config.js";
-import { lifecycleRuleArn } from "./names.js";
+import { alarmArnPattern, lifecycleRuleArn } from "./names.js";
 
 /** What the stateless stack receives from this one. */
 export interface EventStoreResources {
@@ -59,6 +75,20 @@ export interface AlertResources {
   readonly key: IKey;
 }
 
+/** The backup bucket of the event-store exports and its key (created here, or imported by configuration). */
+export interface BackupResources {
+  readonly bucket: IBucket;
+  /** Its customer-managed key: a writer needs kms:GenerateDataKey (and kms:Decrypt for multipart uploads). */
+  readonly key: IKey;
+  /** The server access log bucket (absent for an imported bucket: its logging is its owner's business). */
+  readonly accessLogs?: IBucket;
+}
+
+/** Server access logs of the backup bucket are kept for a year. */
+export const ACCESS_LOG_RETENTION = Duration.days(365);
+/** Noncurrent versions of exports outlive the object lock by this much before the lifecycle rule expires them. */
+export const NONCURRENT_GRACE = Duration.days(30);
+
 /** How long a dead letter is kept: the SQS maximum, so that a failure over a long weekend is still there. */
 export const DEAD_LETTER_RETENTION = Duration.days(14);
 
@@ -80,6 +110,7 @@ export class StatefulStack extends Stack {
   readonly eventStore: EventStoreResources;
   readonly deadLetters: DeadLetterResources;
   readonly alerts: AlertResources;
+  readonly backups: BackupResources;
 
   constructor(scope: Construct, id: string, props: StatefulStackProps) {
     super(scope, id, props);
@@ -116,6 +147,101 @@ export class StatefulStack extends Stack {
     this.eventStore = { table, key };
     this.deadLetters = this.createDeadLetters(props.config);
     this.alerts = this.createAlerts(props.config);
+    this.backups = this.createBackups(props.config);
+  }
+
+  private createBackups(config: AmkConfig): BackupResources {
+    const { environment, backups } = config;
+    if (backups.imported !== undefined) {
+      // A bucket that lives elsewhere (e.g. in the backup account): its versioning, lock, encryption and policy are
+      // its owner's; this app only names it (and the export code gets its grants on it).
+      const key = Key.fromKeyArn(this, "BackupKey", backups.imported.keyArn);
+      const bucket = Bucket.fromBucketAttributes(this, "BackupBucket", {
+        bucketArn: backups.imported.bucketArn,
+        encryptionKey: key,
+      });
+      new CfnOutput(this, "BackupBucketName", {
+        description: "Backup bucket of the event-store exports (imported: amk:backupBucketArn)",
+        value: bucket.bucketName,
+      });
+      return { bucket, key };
+    }
+
+    const key = new Key(this, "BackupKey", {
+      description: `ArquivoMate Keys (${environment}): encryption at rest of the event-store backups (exports)`,
+      alias: `alias/arquivomate-keys/${environment}/backups`,
+      enableKeyRotation: true,
+      rotationPeriod: Duration.days(365),
+      // Without it no backup can be read: retained like the bucket.
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    // S3 server access logs cannot be written to an SSE-KMS bucket: this one uses SSE-S3.
+    const accessLogs = new Bucket(this, "AccessLogs", {
+      encryption: BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      versioned: true,
+      lifecycleRules: [
+        {
+          id: "expire-access-logs",
+          expiration: ACCESS_LOG_RETENTION,
+          noncurrentVersionExpiration: Duration.days(1),
+          abortIncompleteMultipartUploadAfter: Duration.days(1),
+        },
+      ],
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    Validations.of(accessLogs.node.defaultChild as CfnBucket).acknowledge({
+      id: "AwsSolutions-S1",
+      reason:
+        "This is the server access log bucket of the backup bucket: logging it into itself (or into a further log " +
+        "bucket) would only log the log deliveries. Versioned, TLS only, no public access, kept for a year.",
+    });
+
+    const retention = Duration.days(backups.retentionDays);
+    const bucket = new Bucket(this, "BackupBucket", {
+      versioned: true,
+      objectLockEnabled: true,
+      objectLockDefaultRetention:
+        backups.lockMode === "COMPLIANCE"
+          ? ObjectLockRetention.compliance(retention)
+          : ObjectLockRetention.governance(retention),
+      encryption: BucketEncryption.KMS,
+      encryptionKey: key,
+      // One data key per bucket and period instead of one KMS call per object.
+      bucketKeyEnabled: true,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      serverAccessLogsBucket: accessLogs,
+      serverAccessLogsPrefix: "backup-bucket/",
+      lifecycleRules: [
+        {
+          // An export overwritten or deleted stays readable (and locked) for the retention period, then goes.
+          id: "expire-noncurrent-exports",
+          noncurrentVersionExpiration: retention.plus(NONCURRENT_GRACE),
+          abortIncompleteMultipartUploadAfter: Duration.days(7),
+        },
+        { id: "remove-expired-delete-markers", expiredObjectDeleteMarker: true },
+      ],
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    new CfnOutput(this, "BackupBucketName", {
+      description:
+        `Backup bucket of the event-store exports: versioned, object lock ${backups.lockMode} ` +
+        `${backups.retentionDays} days, SSE-KMS with BackupKeyArn`,
+      value: bucket.bucketName,
+    });
+    new CfnOutput(this, "BackupKeyArn", {
+      description: "KMS key of the backup bucket",
+      value: key.keyArn,
+    });
+    return { bucket, key, accessLogs };
   }
 
   private createAlerts(config: AmkConfig): AlertResources {
@@ -137,6 +263,31 @@ export class StatefulStack extends Stack {
       enforceSSL: true,
     });
     topic.applyRemovalPolicy(RemovalPolicy.RETAIN);
+    // CloudWatch alarms publish as the service, which needs the topic policy and the key policy to admit it. Only for
+    // this environment's alarms in this account (the stateless stack names every alarm amk-<env>-...).
+    const fromOurAlarms = {
+      ArnLike: { "aws:SourceArn": alarmArnPattern(this, config) },
+      StringEquals: { "aws:SourceAccount": this.account },
+    };
+    topic.addToResourcePolicy(
+      new PolicyStatement({
+        sid: "CloudWatchAlarms",
+        principals: [new ServicePrincipal("cloudwatch.amazonaws.com")],
+        actions: ["sns:Publish"],
+        resources: [topic.topicArn],
+        conditions: fromOurAlarms,
+      }),
+    );
+    key.addToResourcePolicy(
+      new PolicyStatement({
+        sid: "CloudWatchAlarms",
+        principals: [new ServicePrincipal("cloudwatch.amazonaws.com")],
+        // As the SNS documentation gives them for event sources publishing to an encrypted topic.
+        actions: ["kms:Decrypt", "kms:GenerateDataKey*"],
+        resources: ["*"], // in a key policy "*" is this key
+        conditions: fromOurAlarms,
+      }),
+    );
     for (const email of config.alertEmails) {
       // Each address confirms its subscription from the email SNS sends it; until then it receives nothing.
       topic.addSubscription(new EmailSubscription(email));

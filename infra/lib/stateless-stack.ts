@@ -21,10 +21,19 @@
  *   by one EventBridge Scheduler schedule per workspace of `amk:drillWorkspaces` (`amk:drillSchedule`).
  * - `TokenAuthorizer`: the API Gateway Lambda authorizer of access tokens (functions/token-authorizer); no HSM.
  * Every function that raises alerts publishes them on the stateful stack's `Alerts` topic (`AMK_ALERT_TOPIC_ARN`).
+ *
+ * Operations: every function and state machine is traced with X-Ray (active tracing), every state machine logs at
+ * level ALL without execution data. With `amk:vpcId` (infra/lib/network.ts, `HsmNetwork`) the functions that open
+ * the HSM run in the CloudHSM cluster's subnets behind a security group that lets them reach the HSMs, the VPC
+ * endpoints and DynamoDB only; without it they run outside any VPC and the synth says so (a warning). The alarms and
+ * the dashboard are `Monitoring` (infra/lib/monitoring.ts); `addRestorationTestAlarms` takes the restoration test's
+ * state machine when it exists. The backup bucket (`backupBucket`) is received and published as an output, for the
+ * export code.
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
+  Annotations,
   ArnFormat,
   CfnOutput,
   Duration,
@@ -36,8 +45,15 @@ import {
 } from "aws-cdk-lib";
 import { EventBus, Rule } from "aws-cdk-lib/aws-events";
 import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
-import { PolicyStatement, Role, ServicePrincipal, type IRole } from "aws-cdk-lib/aws-iam";
-import { Architecture, CfnFunction, LayerVersion, Runtime, type ILayerVersion } from "aws-cdk-lib/aws-lambda";
+import { Effect, PolicyStatement, Role, ServicePrincipal, type IRole } from "aws-cdk-lib/aws-iam";
+import {
+  Architecture,
+  CfnFunction,
+  LayerVersion,
+  Runtime,
+  Tracing,
+  type ILayerVersion,
+} from "aws-cdk-lib/aws-lambda";
 import { SqsDestination } from "aws-cdk-lib/aws-lambda-destinations";
 import { NodejsFunction, OutputFormat, type NodejsFunctionProps } from "aws-cdk-lib/aws-lambda-nodejs";
 import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
@@ -45,7 +61,12 @@ import { Schedule, ScheduleExpression, ScheduleGroup, ScheduleTargetInput } from
 import { StepFunctionsStartExecution } from "aws-cdk-lib/aws-scheduler-targets";
 import { Secret, type ISecret } from "aws-cdk-lib/aws-secretsmanager";
 import { Queue, type IQueue } from "aws-cdk-lib/aws-sqs";
-import { LogLevel, type StateMachine } from "aws-cdk-lib/aws-stepfunctions";
+import {
+  CfnStateMachine,
+  LogLevel,
+  type IStateMachine,
+  type StateMachine,
+} from "aws-cdk-lib/aws-stepfunctions";
 import type { Construct } from "constructs";
 import { EVENT_SOURCE } from "../../core/bus/event-bus.js";
 import { DrillWorkflow } from "../../workflows/drill-workflow.js";
@@ -65,9 +86,12 @@ import {
   EVENT_STORE_SCHEMA,
   type AlertResources,
   type DeadLetterResources,
+  type BackupResources,
   type EventStoreResources,
 } from "./stateful-stack.js";
 import { CALLER_TAG_KEY, CALLER_TAG_VALUES, flattenForNag } from "./vault-stack.js";
+import { Monitoring, type RestorationTestAlarmOptions } from "./monitoring.js";
+import { HsmNetwork } from "./network.js";
 
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -253,6 +277,20 @@ export const TOKEN_AUTHORIZER_ACCESS = { append: false, indexes: [] } as const s
 export const ALERT_TOPIC_ACTIONS = ["sns:Publish"];
 export const ALERT_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"];
 
+/**
+ * What Lambda does with a function's role to attach it to a VPC (the actions of AWSLambdaVPCAccessExecutionRole
+ * without its logs:*): granted to the HSM functions when they run in the VPC, and denied to their code
+ * (`lambda:SourceFunctionArn` is only present when the function's own code uses the role).
+ */
+export const VPC_ENI_ACTIONS = [
+  "ec2:CreateNetworkInterface",
+  "ec2:DescribeNetworkInterfaces",
+  "ec2:DescribeSubnets",
+  "ec2:DeleteNetworkInterface",
+  "ec2:AssignPrivateIpAddresses",
+  "ec2:UnassignPrivateIpAddresses",
+];
+
 /** The rotation's shard tasks: 15 min (the Lambda maximum), of which 14 min are spent re-wrapping. */
 export const REWRAP_SHARD_TIMEOUT = Duration.minutes(15);
 export const REWRAP_BUDGET_MS = 840_000;
@@ -271,6 +309,11 @@ export interface StatelessStackProps extends StackProps {
   readonly deadLetters: DeadLetterResources;
   /** The alert topic and its key from the stateful stack. */
   readonly alerts: AlertResources;
+  /**
+   * The backup bucket of the event-store exports and its key (the stateful stack's, or an imported one); published as
+   * the `BackupBucketName` output for the export code.
+   */
+  readonly backupBucket: BackupResources;
 }
 
 interface FunctionProps {
@@ -294,6 +337,8 @@ interface FunctionProps {
   readonly statements?: PolicyStatement[];
   /** Further function options (asynchronous invocation settings). */
   readonly options?: Pick<NodejsFunctionProps, "retryAttempts" | "maxEventAge" | "onFailure">;
+  /** Why a statement of `statements` has a "*" resource (added to the cdk-nag acknowledgement of X-Ray's). */
+  readonly wildcardReason?: string;
 }
 
 export class StatelessStack extends Stack {
@@ -338,6 +383,14 @@ export class StatelessStack extends Stack {
   readonly drillSchedules: Schedule[];
   /** The access-token authorizer (`TokenAuthorizer`); no HSM. */
   readonly tokenAuthorizer: NodejsFunction;
+  /** The backup bucket (from the stateful stack or imported). */
+  readonly backupBucket: BackupResources;
+  /** The CloudHSM network of the HSM functions; absent without `amk:vpcId` (functions outside any VPC). */
+  readonly network?: HsmNetwork;
+  /** The alarms and the dashboard. */
+  readonly monitoring: Monitoring;
+  /** Every function, by the suffix of its POWERTOOLS_SERVICE_NAME. */
+  readonly functions: Record<string, NodejsFunction> = {};
 
   private readonly config: AmkConfig;
   private readonly pinSecretPolicyArn: string;
@@ -351,6 +404,18 @@ export class StatelessStack extends Stack {
     this.eventStore = props.eventStore;
     this.deadLetters = props.deadLetters;
     this.alerts = props.alerts;
+    this.backupBucket = props.backupBucket;
+
+    if (config.network !== undefined) {
+      this.network = new HsmNetwork(this, "HsmNetwork", { config, network: config.network });
+    } else {
+      Annotations.of(this).addWarningV2(
+        "@amk/infra:no-vpc",
+        "No CloudHSM network configured (amk:vpcId, amk:vpcSubnets, amk:hsmSecurityGroupId, " +
+          "amk:dynamoDbPrefixListId): the HSM functions are placed outside any VPC and cannot reach a CloudHSM " +
+          "cluster. Fine for local and test synths; a production environment (amk:production) must set them.",
+      );
+    }
 
     // The secret exists outside this app (created by whoever initialised the HSM cluster); reference it only.
     this.pinSecret =
@@ -520,12 +585,51 @@ export class StatelessStack extends Stack {
       description: "document-lifecycle: function name (to redrive a dead letter with an asynchronous Invoke)",
       value: this.documentLifecycle.functionName,
     });
+    new CfnOutput(this, "HsmHealthFunctionName", {
+      description:
+        "hsm-health: invoke it (no payload) to check the PKCS#11 layer, the PIN secret and the HSM network",
+      value: this.hsmHealth.functionName,
+    });
+    new CfnOutput(this, "BackupBucketName", {
+      description:
+        "Backup bucket of the event-store exports (the export code writes there, with its KMS key)",
+      value: this.backupBucket.bucket.bucketName,
+    });
+
+    this.monitoring = new Monitoring(this, "Monitoring", {
+      config,
+      topic: this.alerts.topic,
+      functions: this.functions,
+      stateMachines: {
+        rotation: this.rotationWorkflow.stateMachine,
+        recovery: this.recoveryWorkflow.stateMachine,
+        drill: this.drillWorkflow.stateMachine,
+      },
+      unlockLogGroup: this.recoveryUnlock.logGroup,
+      deadLetterQueues: {
+        "lifecycle-failures": this.deadLetters.lifecycleFailures,
+        "lifecycle-undelivered": this.deadLetters.lifecycleUndelivered,
+      },
+    });
+    new CfnOutput(this, "DashboardName", {
+      description:
+        "CloudWatch dashboard: alarms, re-wrap progress, drill history, recoveries, unlock refusals",
+      value: this.monitoring.dashboard.dashboardName,
+    });
+  }
+
+  /**
+   * The restoration test's alarms (failed, and with `missingAfter` missing) on the alert topic, and its executions on
+   * the dashboard: call it with the restoration state machine once it exists.
+   */
+  addRestorationTestAlarms(stateMachine: IStateMachine, options?: RestorationTestAlarmOptions) {
+    return this.monitoring.addRestorationTestAlarms(stateMachine, options);
   }
 
   /**
    * The rotation workflow: six functions (one per Task), each with the grants of its step only; the state machine
-   * (its role: lambda:InvokeFunction on the six, X-Ray, log delivery) logging errors without execution data to its
-   * own log group; and, when configured, one schedule per workspace.
+   * (its role: lambda:InvokeFunction on the six, X-Ray, log delivery) logging every state without execution data to
+   * its own log group; and, when configured, one schedule per workspace.
    */
   private createRotation(): {
     workflow: RotationWorkflow;
@@ -589,13 +693,12 @@ export class StatelessStack extends Stack {
     const workflow = new RotationWorkflow(this, "RotationWorkflow", { functions, logGroup });
     const stateMachine = workflow.stateMachine;
 
-    Validations.of(stateMachine.node.defaultChild as CfnElement).acknowledge({
-      id: "AwsSolutions-SF1",
-      reason:
-        "Logs at level ERROR without execution data, on purpose: every failed state and execution is logged, and " +
-        "the step-by-step history (90 days) is in Step Functions itself; level ALL would add a log event per state " +
-        "transition of every shard loop without telling more.",
-    });
+    // Level ALL without execution data, as the other workflows: the construct logs at ERROR, so the level is set on
+    // the resource (the log group, the role's log delivery and IncludeExecutionData false stay as the construct made
+    // them). Each state transition is one log event with the state's name and type, never its input or output.
+    const cfnStateMachine = stateMachine.node.defaultChild as CfnStateMachine;
+    const logging = cfnStateMachine.loggingConfiguration as CfnStateMachine.LoggingConfigurationProperty;
+    cfnStateMachine.loggingConfiguration = { ...logging, level: LogLevel.ALL, includeExecutionData: false };
     this.acknowledgeStateMachineRole(stateMachine, "rotation", functions);
 
     const schedules =
@@ -817,20 +920,17 @@ export class StatelessStack extends Stack {
                   },
                 }),
               ],
+        ...(backups === undefined
+          ? {}
+          : {
+              wildcardReason:
+                'cloudhsm:DescribeBackups has no resource-level permissions: IAM only accepts "*" for it. Limited ' +
+                "to the cluster's region and the backup copy region (aws:RequestedRegion); it only lists backup " +
+                "metadata.",
+            }),
       },
       DRILL_ACCESS,
     );
-    if (backups !== undefined) {
-      const policy = run.role!.node.tryFindChild("DefaultPolicy");
-      const cfnPolicy = policy?.node.defaultChild as CfnElement | undefined;
-      if (cfnPolicy === undefined) throw new Error("the drill function's role has no default policy");
-      Validations.of(cfnPolicy).acknowledge({
-        id: "AwsSolutions-IAM5[Resource::*]",
-        reason:
-          'cloudhsm:DescribeBackups has no resource-level permissions: IAM only accepts "*" for it. Limited to the ' +
-          "cluster's region and the backup copy region (aws:RequestedRegion); it only lists backup metadata.",
-      });
-    }
 
     const logGroup = new LogGroup(this, "DrillWorkflowLogs", {
       retention: RetentionDays.THREE_MONTHS,
@@ -1154,6 +1254,36 @@ export class StatelessStack extends Stack {
       );
     }
     for (const statement of p.statements ?? []) role.addToPrincipalPolicy(statement);
+    // In the VPC: Lambda manages the function's network interfaces with its role (these actions have no
+    // resource-level permissions); the function's own code may not use them.
+    const placement = hsm ? this.network?.placement() : undefined;
+    if (placement !== undefined) {
+      role.addToPrincipalPolicy(
+        new PolicyStatement({
+          sid: "ManageVpcNetworkInterfaces",
+          actions: VPC_ENI_ACTIONS,
+          resources: ["*"],
+        }),
+      );
+      role.addToPrincipalPolicy(
+        new PolicyStatement({
+          sid: "NoNetworkInterfacesFromFunctionCode",
+          effect: Effect.DENY,
+          actions: VPC_ENI_ACTIONS,
+          resources: ["*"],
+          conditions: {
+            ArnLike: {
+              "lambda:SourceFunctionArn": this.formatArn({
+                service: "lambda",
+                resource: "function",
+                resourceName: "*",
+                arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+              }),
+            },
+          },
+        }),
+      );
+    }
 
     const fn = new NodejsFunction(this, p.id, {
       description: p.description,
@@ -1167,6 +1297,10 @@ export class StatelessStack extends Stack {
       timeout: p.timeout,
       role,
       logGroup,
+      // X-Ray active tracing: Lambda samples and sends the invocation segments (role: PutTraceSegments,
+      // PutTelemetryRecords). The handlers add their own subsegments once they use the Powertools Tracer.
+      tracing: Tracing.ACTIVE,
+      ...(placement ?? {}),
       layers: hsm ? this.pkcs11Layers : [],
       environment: {
         ...(hsm
@@ -1197,6 +1331,26 @@ export class StatelessStack extends Stack {
         sourcesContent: false,
       },
       ...p.options,
+    });
+
+    this.functions[p.name] = fn;
+
+    // On the role's policy only, one acknowledgement for every "*" of it.
+    const cfnPolicy = role.node.tryFindChild("DefaultPolicy")?.node.defaultChild as CfnElement | undefined;
+    if (cfnPolicy === undefined) throw new Error(`the ${p.name} function's role has no default policy`);
+    Validations.of(cfnPolicy).acknowledge({
+      id: "AwsSolutions-IAM5[Resource::*]",
+      reason: [
+        'X-Ray active tracing (xray:PutTraceSegments, xray:PutTelemetryRecords): IAM only accepts "*" for them.',
+        ...(placement === undefined
+          ? []
+          : [
+              "The VPC network interfaces Lambda manages with the function's role (ec2:CreateNetworkInterface, " +
+                'DescribeNetworkInterfaces, DescribeSubnets, ...): Lambda documents them on "*", and the function\'s ' +
+                "own code is denied them (lambda:SourceFunctionArn).",
+            ]),
+        ...(p.wildcardReason === undefined ? [] : [p.wildcardReason]),
+      ].join(" "),
     });
 
     // On the function resource itself: the event invoke config and permissions under the construct are not L1's.
