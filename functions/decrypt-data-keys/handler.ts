@@ -8,19 +8,23 @@ import { toResponse, type DataKeysResponse } from "../generate-data-keys/handler
 import { failure, type Failure } from "../shared/responses.js";
 import { DecryptDataKeysRequest, parseInput } from "../shared/schemas.js";
 import { dataKeyServiceFromEnv } from "../shared/services.js";
+import { instrumented } from "../shared/powertools.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
 
-export const handler = async (event: unknown): Promise<DataKeysResponse | Failure> => {
-  const ctx: Record<string, unknown> = {};
-  try {
-    const req = parseInput(DecryptDataKeysRequest, event);
-    Object.assign(ctx, { workspaceId: req.workspaceId, documentId: req.documentId });
-    const service = await dataKeyServiceFromEnv(logger);
-    const result = await service.decryptDataKeys(req);
-    logger.info("data keys decrypted", { ...ctx, keyId: result.keyId, artifacts: req.artifacts });
-    return toResponse(result);
-  } catch (err) {
-    return failure(err, logger, ctx);
-  }
-};
+export const handler = instrumented(
+  "handler",
+  async (event: unknown): Promise<DataKeysResponse | Failure> => {
+    const ctx: Record<string, unknown> = {};
+    try {
+      const req = parseInput(DecryptDataKeysRequest, event);
+      Object.assign(ctx, { workspaceId: req.workspaceId, documentId: req.documentId });
+      const service = await dataKeyServiceFromEnv(logger);
+      const result = await service.decryptDataKeys(req);
+      logger.info("data keys decrypted", { ...ctx, keyId: result.keyId, artifacts: req.artifacts });
+      return toResponse(result);
+    } catch (err) {
+      return failure(err, logger, ctx);
+    }
+  },
+);

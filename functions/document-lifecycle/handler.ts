@@ -12,10 +12,11 @@ import type { LifecycleResult } from "../../core/datakeys/data-keys.js";
 import { LifecycleEvent, parseInput } from "../shared/schemas.js";
 import { dataKeyServiceFromEnv } from "../shared/services.js";
 import { AmkError } from "../../core/shared/errors.js";
+import { instrumented } from "../shared/powertools.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
 
-export const handler = async (event: unknown): Promise<LifecycleResult> => {
+export const handler = instrumented("handler", async (event: unknown): Promise<LifecycleResult> => {
   try {
     const e = parseInput(LifecycleEvent, event);
     const service = await dataKeyServiceFromEnv(logger);
@@ -37,4 +38,4 @@ export const handler = async (event: unknown): Promise<LifecycleResult> => {
     logger.error("lifecycle event refused; it goes to the dead-letter queue", { error: safe });
     throw err;
   }
-};
+});

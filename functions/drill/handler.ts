@@ -26,6 +26,7 @@ import { keyStoreEnvKey, keyStoreFromEnv } from "../shared/key-store.js";
 import { alertsFromEnv } from "../shared/notify.js";
 import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
 import { vaultFromEnv } from "../shared/vault.js";
+import { instrumented } from "../shared/powertools.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
 const metrics = new Metrics({
@@ -127,21 +128,24 @@ async function build(): Promise<DrillService> {
   );
 }
 
-export async function runDrillHandler(event: unknown): Promise<DrillAnswer> {
-  const input = parseInput(DrillInput, event);
-  const drills = await service();
-  const r = await drills.runDrill(input.workspaceId, {
-    trigger: input.trigger ?? "on-demand",
-    ...(input.sampleSize !== undefined ? { sampleSize: input.sampleSize } : {}),
-  });
-  const failed = r.checks.filter((c) => c.Status === "failed").map((c) => c.Name);
-  const skipped = r.checks.filter((c) => c.Status === "skipped").map((c) => c.Name);
-  const facts = { workspaceId: input.workspaceId, drillId: r.drillId, ok: r.ok, failed, skipped };
-  if (r.ok) logger.info("drill passed", { ...facts, durationMs: r.durationMs });
-  else logger.warn("drill failed", { ...facts, durationMs: r.durationMs });
-  metrics.addDimension("workspaceId", input.workspaceId);
-  metrics.addMetric("DrillFailedChecks", MetricUnit.Count, failed.length);
-  metrics.addMetric("DrillDuration", MetricUnit.Milliseconds, r.durationMs);
-  metrics.publishStoredMetrics();
-  return { workspaceId: input.workspaceId, drillId: r.drillId, ok: r.ok, failed };
-}
+export const runDrillHandler = instrumented(
+  "runDrillHandler",
+  async (event: unknown): Promise<DrillAnswer> => {
+    const input = parseInput(DrillInput, event);
+    const drills = await service();
+    const r = await drills.runDrill(input.workspaceId, {
+      trigger: input.trigger ?? "on-demand",
+      ...(input.sampleSize !== undefined ? { sampleSize: input.sampleSize } : {}),
+    });
+    const failed = r.checks.filter((c) => c.Status === "failed").map((c) => c.Name);
+    const skipped = r.checks.filter((c) => c.Status === "skipped").map((c) => c.Name);
+    const facts = { workspaceId: input.workspaceId, drillId: r.drillId, ok: r.ok, failed, skipped };
+    if (r.ok) logger.info("drill passed", { ...facts, durationMs: r.durationMs });
+    else logger.warn("drill failed", { ...facts, durationMs: r.durationMs });
+    metrics.addDimension("workspaceId", input.workspaceId);
+    metrics.addMetric("DrillFailedChecks", MetricUnit.Count, failed.length);
+    metrics.addMetric("DrillDuration", MetricUnit.Milliseconds, r.durationMs);
+    metrics.publishStoredMetrics();
+    return { workspaceId: input.workspaceId, drillId: r.drillId, ok: r.ok, failed };
+  },
+);

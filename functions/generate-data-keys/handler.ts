@@ -9,6 +9,7 @@ import type { DataKeysResult } from "../../core/datakeys/data-keys.js";
 import { failure, type Failure } from "../shared/responses.js";
 import { GenerateDataKeysRequest, parseInput } from "../shared/schemas.js";
 import { dataKeyServiceFromEnv } from "../shared/services.js";
+import { instrumented } from "../shared/powertools.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
 
@@ -42,21 +43,24 @@ export function toResponse(result: DataKeysResult): DataKeysResponse {
   }
 }
 
-export const handler = async (event: unknown): Promise<DataKeysResponse | Failure> => {
-  const ctx: Record<string, unknown> = {};
-  try {
-    const req = parseInput(GenerateDataKeysRequest, event);
-    Object.assign(ctx, { workspaceId: req.workspaceId, documentId: req.documentId });
-    const service = await dataKeyServiceFromEnv(logger);
-    const result = await service.generateDataKeys(req);
-    logger.info("data keys generated", {
-      ...ctx,
-      keyId: result.keyId,
-      artifacts: req.artifacts,
-      recordVersion: result.recordVersion,
-    });
-    return toResponse(result);
-  } catch (err) {
-    return failure(err, logger, ctx);
-  }
-};
+export const handler = instrumented(
+  "handler",
+  async (event: unknown): Promise<DataKeysResponse | Failure> => {
+    const ctx: Record<string, unknown> = {};
+    try {
+      const req = parseInput(GenerateDataKeysRequest, event);
+      Object.assign(ctx, { workspaceId: req.workspaceId, documentId: req.documentId });
+      const service = await dataKeyServiceFromEnv(logger);
+      const result = await service.generateDataKeys(req);
+      logger.info("data keys generated", {
+        ...ctx,
+        keyId: result.keyId,
+        artifacts: req.artifacts,
+        recordVersion: result.recordVersion,
+      });
+      return toResponse(result);
+    } catch (err) {
+      return failure(err, logger, ctx);
+    }
+  },
+);

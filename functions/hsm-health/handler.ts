@@ -6,6 +6,7 @@ import { Logger } from "@aws-lambda-powertools/logger";
 import { AmkError } from "../../core/shared/errors.js";
 import type { KeyStoreHealth } from "../../core/keystore/key-store.js";
 import { keyStoreFromEnv } from "../shared/key-store.js";
+import { instrumented } from "../shared/powertools.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
 
@@ -13,7 +14,7 @@ export type HsmHealthResult =
   | ({ ok: true } & KeyStoreHealth)
   | { ok: false; error: { code: string; message: string; retryable: boolean } };
 
-export const handler = async (): Promise<HsmHealthResult> => {
+export const handler = instrumented("handler", async (): Promise<HsmHealthResult> => {
   try {
     const store = await keyStoreFromEnv(logger);
     const health = await store.health();
@@ -27,4 +28,4 @@ export const handler = async (): Promise<HsmHealthResult> => {
     logger.error("HSM health check failed", { error: safe });
     return { ok: false, error: safe };
   }
-};
+});

@@ -12,6 +12,7 @@ import { failure } from "../shared/responses.js";
 import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
 import { taskCallbacksFromEnv } from "../shared/notify.js";
 import { recoveryServiceFromEnv } from "../recovery/services.js";
+import { instrumented } from "../shared/powertools.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
 
@@ -27,7 +28,7 @@ const UnlockRequest = z.strictObject({
   kit: z.string().min(1).max(1_000_000).optional(),
 });
 
-export async function handler(event: unknown) {
+export const handler = instrumented("handler", async (event: unknown) => {
   const context = {
     workspaceId:
       typeof event === "object" && event ? (event as { workspaceId?: unknown }).workspaceId : undefined,
@@ -71,4 +72,4 @@ export async function handler(event: unknown) {
   } catch (err) {
     return failure(err, logger, { ...context, operation: "recovery-unlock" });
   }
-}
+});

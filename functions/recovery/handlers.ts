@@ -9,6 +9,7 @@ import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { z } from "zod";
 import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
 import { recoveryServiceFromEnv } from "./services.js";
+import { instrumented } from "../shared/powertools.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
 const metrics = new Metrics({
@@ -43,14 +44,14 @@ const FailureInput = z.object({
     .optional(),
 });
 
-export async function startHandler(event: unknown) {
+export const startHandler = instrumented("startHandler", async (event: unknown) => {
   const { request, executionName } = parseInput(StartInput, event);
   const r = await (await service()).start({ ...request, executionName });
   logger.info("recovery started", { ...r });
   return r;
-}
+});
 
-export async function awaitUnlockHandler(event: unknown) {
+export const awaitUnlockHandler = instrumented("awaitUnlockHandler", async (event: unknown) => {
   const input = parseInput(AwaitInput, event);
   const timeoutSeconds = Number(process.env.AMK_UNLOCK_TIMEOUT_SECONDS ?? 86_400);
   await (await service()).awaitUnlock({ ...input, timeoutSeconds });
@@ -59,16 +60,16 @@ export async function awaitUnlockHandler(event: unknown) {
     recoveryId: input.recoveryId,
   });
   return { workspaceId: input.workspaceId, recoveryId: input.recoveryId, waiting: true };
-}
+});
 
-export async function rotateHandler(event: unknown) {
+export const rotateHandler = instrumented("rotateHandler", async (event: unknown) => {
   const input = parseInput(Step, event);
   const r = await (await service()).rotate(input);
   logger.info("recovery rotated to a fresh master key", { ...input, toKeyId: r.toKeyId });
   return r;
-}
+});
 
-export async function verifyHandler(event: unknown) {
+export const verifyHandler = instrumented("verifyHandler", async (event: unknown) => {
   const input = parseInput(Step, event);
   const r = await (
     await service()
@@ -78,16 +79,16 @@ export async function verifyHandler(event: unknown) {
   });
   logger.info("recovery verified", { ...input, ...r });
   return r;
-}
+});
 
-export async function invalidateTokensHandler(event: unknown) {
+export const invalidateTokensHandler = instrumented("invalidateTokensHandler", async (event: unknown) => {
   const input = parseInput(Step, event);
   const r = await (await service()).invalidateTokens(input);
   logger.info("access tokens invalidated", { ...input, epoch: r.epoch });
   return r;
-}
+});
 
-export async function completeHandler(event: unknown) {
+export const completeHandler = instrumented("completeHandler", async (event: unknown) => {
   const input = parseInput(Step, event);
   const r = await (await service()).complete(input);
   logger.info("recovery completed", { ...input, newKeyId: r.NewKeyId, kitVersion: r.KitVersion });
@@ -104,9 +105,9 @@ export async function completeHandler(event: unknown) {
     documentsOnNewKey: r.DocumentsOnNewKey,
     timingsMs: r.TimingsMs,
   };
-}
+});
 
-export async function failureHandler(event: unknown) {
+export const failureHandler = instrumented("failureHandler", async (event: unknown) => {
   const input = parseInput(FailureInput, event);
   const name = input.error?.Error ?? "Error";
   const message = errorMessageOf(input.error?.Cause);
@@ -125,7 +126,7 @@ export async function failureHandler(event: unknown) {
     ...r,
   });
   return { workspaceId: input.workspaceId, step: input.step, error: name, ...r };
-}
+});
 
 /** The `errorMessage` of a Lambda-style `Cause` (JSON), else the cause itself (Step Functions' own errors). */
 function errorMessageOf(cause: string | undefined): string {

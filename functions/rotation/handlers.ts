@@ -14,6 +14,7 @@ import { keyStoreEnvKey, keyStoreFromEnv } from "../shared/key-store.js";
 import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
 import { alertsFromEnv } from "../shared/notify.js";
 import { vaultFromEnv } from "../shared/vault.js";
+import { instrumented } from "../shared/powertools.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
 /** CloudWatch metrics (EMF): the re-wrap's progress, per workspace. */
@@ -68,7 +69,7 @@ const FailureInput = z.object({
     .optional(),
 });
 
-export async function startHandler(event: unknown) {
+export const startHandler = instrumented("startHandler", async (event: unknown) => {
   const input = parseInput(Workspace, event);
   const r = await (await service()).startRotation(input.workspaceId, input.reason ?? "rotation workflow");
   logger.info("rotation started", {
@@ -82,9 +83,9 @@ export async function startHandler(event: unknown) {
     toKeyId: r.toKeyId,
     fromKeyIds: r.fromKeyIds,
   };
-}
+});
 
-export async function planHandler(event: unknown) {
+export const planHandler = instrumented("planHandler", async (event: unknown) => {
   const input = parseInput(Workspace, event);
   const plan = await (await service()).planRewrap(input.workspaceId);
   logger.info("re-wrap planned", {
@@ -102,27 +103,27 @@ export async function planHandler(event: unknown) {
       shard: i.shard,
     })),
   };
-}
+});
 
 /** Budget: the Lambda's remaining time less a margin, or AMK_REWRAP_BUDGET_MS. */
-export async function rewrapShardHandler(
-  event: unknown,
-  context?: { getRemainingTimeInMillis?: () => number },
-) {
-  const input = parseInput(ShardInput, event);
-  const budget =
-    Number(process.env.AMK_REWRAP_BUDGET_MS ?? 0) ||
-    Math.max(1000, (context?.getRemainingTimeInMillis?.() ?? 60_000) - 15_000);
-  const r = await (await service()).rewrapShard({ ...input, deadline: Date.now() + budget });
-  logger.info("shard re-wrapped", { ...input, moved: r.moved, skipped: r.skipped, remaining: r.remaining });
-  metrics.addDimension("workspaceId", input.workspaceId);
-  metrics.addMetric("DocumentsRewrapped", MetricUnit.Count, r.moved);
-  metrics.addMetric("DocumentsSkipped", MetricUnit.Count, r.skipped);
-  metrics.publishStoredMetrics();
-  return r;
-}
+export const rewrapShardHandler = instrumented(
+  "rewrapShardHandler",
+  async (event: unknown, context?: { getRemainingTimeInMillis?: () => number }) => {
+    const input = parseInput(ShardInput, event);
+    const budget =
+      Number(process.env.AMK_REWRAP_BUDGET_MS ?? 0) ||
+      Math.max(1000, (context?.getRemainingTimeInMillis?.() ?? 60_000) - 15_000);
+    const r = await (await service()).rewrapShard({ ...input, deadline: Date.now() + budget });
+    logger.info("shard re-wrapped", { ...input, moved: r.moved, skipped: r.skipped, remaining: r.remaining });
+    metrics.addDimension("workspaceId", input.workspaceId);
+    metrics.addMetric("DocumentsRewrapped", MetricUnit.Count, r.moved);
+    metrics.addMetric("DocumentsSkipped", MetricUnit.Count, r.skipped);
+    metrics.publishStoredMetrics();
+    return r;
+  },
+);
 
-export async function censusHandler(event: unknown) {
+export const censusHandler = instrumented("censusHandler", async (event: unknown) => {
   const input = parseInput(Workspace, event);
   const c = await (await service()).census(input.workspaceId);
   logger.info("census", { workspaceId: input.workspaceId, remaining: c.remaining, sampled: c.sampled });
@@ -130,22 +131,22 @@ export async function censusHandler(event: unknown) {
   metrics.addMetric("DocumentsOnOldVersions", MetricUnit.Count, c.remaining);
   metrics.publishStoredMetrics();
   return { workspaceId: input.workspaceId, remaining: c.remaining, sampled: c.sampled, byKeyId: c.byKeyId };
-}
+});
 
-export async function completeHandler(event: unknown) {
+export const completeHandler = instrumented("completeHandler", async (event: unknown) => {
   const input = parseInput(Workspace, event);
   const r = await (await service()).completeRotation(input.workspaceId);
   logger.info("rotation completed", { workspaceId: input.workspaceId, ...r });
   return { workspaceId: input.workspaceId, kitVersion: r.kitVersion, retired: r.retired };
-}
+});
 
-export async function failureHandler(event: unknown) {
+export const failureHandler = instrumented("failureHandler", async (event: unknown) => {
   const input = parseInput(FailureInput, event);
   const name = input.error?.Error ?? "Error";
   const message = errorMessageOf(input.error?.Cause);
   await (await service()).recordFailure(input.workspaceId, { name, message });
   return { workspaceId: input.workspaceId, recorded: true, error: name };
-}
+});
 
 /** The `errorMessage` of a Lambda-style `Cause` (JSON), or "" when there is none. */
 function errorMessageOf(cause: string | undefined): string {

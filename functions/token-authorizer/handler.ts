@@ -24,6 +24,7 @@ import { WORKSPACE_ID_PATTERN } from "../../core/eventstore/stream-id.js";
 import { AmkError } from "../../core/shared/errors.js";
 import { eventStoreFromEnv } from "../shared/event-store.js";
 import { tokenSigningKeyFromEnv } from "../shared/token-key.js";
+import { instrumented } from "../shared/powertools.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
 
@@ -85,49 +86,52 @@ function unauthorized(reason: string, facts: Record<string, unknown> = {}): Erro
   return new Error("Unauthorized");
 }
 
-export const handler = async (event: unknown): Promise<APIGatewayAuthorizerResult> => {
-  const parsed = AuthorizerEvent.safeParse(event);
-  if (!parsed.success) {
-    // Not an API Gateway authorizer event this function is wired for: a configuration error, not a 401.
-    logger.error("not a TOKEN or REQUEST authorizer event", {
-      problems: parsed.error.issues.map((i) => `${i.path.join(".") || "event"}: ${i.message}`),
-    });
-    throw new Error("authorizer misconfigured");
-  }
-  const ev = parsed.data;
-  const token = bearerTokenOf(ev);
-  if (token === undefined) throw unauthorized("missing-token", { type: ev.type });
-  const workspaceId = ev.type === "REQUEST" ? (ev.pathParameters?.workspaceId ?? undefined) : undefined;
-  // A path workspace id that is not a workspace id at all: no token can be valid for it.
-  if (workspaceId !== undefined && !WORKSPACE_ID_PATTERN.test(workspaceId)) {
-    throw unauthorized("invalid-workspace-id", { type: ev.type });
-  }
+export const handler = instrumented(
+  "handler",
+  async (event: unknown): Promise<APIGatewayAuthorizerResult> => {
+    const parsed = AuthorizerEvent.safeParse(event);
+    if (!parsed.success) {
+      // Not an API Gateway authorizer event this function is wired for: a configuration error, not a 401.
+      logger.error("not a TOKEN or REQUEST authorizer event", {
+        problems: parsed.error.issues.map((i) => `${i.path.join(".") || "event"}: ${i.message}`),
+      });
+      throw new Error("authorizer misconfigured");
+    }
+    const ev = parsed.data;
+    const token = bearerTokenOf(ev);
+    if (token === undefined) throw unauthorized("missing-token", { type: ev.type });
+    const workspaceId = ev.type === "REQUEST" ? (ev.pathParameters?.workspaceId ?? undefined) : undefined;
+    // A path workspace id that is not a workspace id at all: no token can be valid for it.
+    if (workspaceId !== undefined && !WORKSPACE_ID_PATTERN.test(workspaceId)) {
+      throw unauthorized("invalid-workspace-id", { type: ev.type });
+    }
 
-  try {
-    const claims = await serviceFromEnv().verify(token, workspaceId === undefined ? {} : { workspaceId });
-    logger.info("access token accepted", {
-      workspaceId: claims.ws,
-      epoch: claims.ep,
-      subject: claims.sub,
-      tokenId: claims.jti,
-    });
-    return {
-      principalId: claims.sub,
-      policyDocument: {
-        Version: "2012-10-17",
-        Statement: [{ Action: "execute-api:Invoke", Effect: "Allow", Resource: ev.methodArn }],
-      },
-      context: { workspaceId: claims.ws, epoch: claims.ep, subject: claims.sub },
-    };
-  } catch (err) {
-    if (err instanceof AccessTokenRejectedError) throw unauthorized(err.reason, { ...err.context });
-    const error =
-      err instanceof AmkError
-        ? { name: err.name, code: err.code, retryable: err.retryable, context: err.context }
-        : { name: (err as Error)?.name ?? typeof err };
-    logger.error("access token could not be verified", { error });
-    // No cause on purpose: what leaves the function carries nothing about the token or the store.
-    // eslint-disable-next-line preserve-caught-error
-    throw new Error("authorizer unavailable");
-  }
-};
+    try {
+      const claims = await serviceFromEnv().verify(token, workspaceId === undefined ? {} : { workspaceId });
+      logger.info("access token accepted", {
+        workspaceId: claims.ws,
+        epoch: claims.ep,
+        subject: claims.sub,
+        tokenId: claims.jti,
+      });
+      return {
+        principalId: claims.sub,
+        policyDocument: {
+          Version: "2012-10-17",
+          Statement: [{ Action: "execute-api:Invoke", Effect: "Allow", Resource: ev.methodArn }],
+        },
+        context: { workspaceId: claims.ws, epoch: claims.ep, subject: claims.sub },
+      };
+    } catch (err) {
+      if (err instanceof AccessTokenRejectedError) throw unauthorized(err.reason, { ...err.context });
+      const error =
+        err instanceof AmkError
+          ? { name: err.name, code: err.code, retryable: err.retryable, context: err.context }
+          : { name: (err as Error)?.name ?? typeof err };
+      logger.error("access token could not be verified", { error });
+      // No cause on purpose: what leaves the function carries nothing about the token or the store.
+      // eslint-disable-next-line preserve-caught-error
+      throw new Error("authorizer unavailable");
+    }
+  },
+);
