@@ -2,7 +2,7 @@
  * Progress output: a bar with rate and ETA on a terminal (redrawn in place), plain lines when not a terminal (logs,
  * CI), at most one every `everyMs`.
  */
-import type { ProgressSnapshot } from "../../core/rotation/progress.js";
+import { ProgressTracker, type ProgressSnapshot } from "../../core/rotation/progress.js";
 
 const duration = (s: number | undefined): string => {
   if (s === undefined || !Number.isFinite(s)) return "--:--";
@@ -43,11 +43,54 @@ export class ProgressPrinter {
     this.last = at;
     const tty = Boolean(this.stream.isTTY);
     const line = formatProgress(this.label, p, { tty });
-    this.stream.write(tty ? `\r${line}` : `${line}\n`);
+    this.stream.write(tty ? `\r${line}\x1b[K` : `${line}\n`);
   }
 
   finish(p: ProgressSnapshot): void {
     this.update(p, true);
     if (this.stream.isTTY) this.stream.write("\n");
+  }
+}
+
+/**
+ * A progress bar for one long job (ingest, re-wrap, decrypt-all): counts with a `ProgressTracker` (rate over a
+ * sliding window, ETA) and prints with a `ProgressPrinter` on stderr: redrawn in place on a terminal (every 200 ms),
+ * a plain line every 2 s otherwise, and one final line.
+ */
+export class ProgressBar {
+  private readonly tracker: ProgressTracker;
+  private readonly printer: ProgressPrinter;
+  private finished = false;
+
+  constructor(
+    readonly label: string,
+    total: number,
+    private readonly stream: NodeJS.WriteStream = process.stderr,
+  ) {
+    this.tracker = new ProgressTracker(total);
+    this.printer = new ProgressPrinter(label, stream, stream.isTTY ? 200 : 2000);
+  }
+
+  add(n = 1): void {
+    this.tracker.add(n);
+    this.printer.update(this.tracker.snapshot());
+  }
+
+  setTotal(total: number): void {
+    this.tracker.setTotal(total);
+  }
+
+  snapshot(): ProgressSnapshot {
+    return this.tracker.snapshot();
+  }
+
+  /** Prints the final state once (a newline after the bar on a terminal). */
+  finish(): ProgressSnapshot {
+    const s = this.tracker.snapshot();
+    if (!this.finished) {
+      this.finished = true;
+      this.printer.finish(s);
+    }
+    return s;
   }
 }

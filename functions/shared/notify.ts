@@ -4,7 +4,8 @@
  *   lines (ALERT) through the function's logger;
  * - the event bus: EventBridge (AMK_EVENT_BUS_NAME), else a local bus log file (AMK_BUS_LOG); without either,
  *   publishing fails loudly (a recovery must not believe it told the services when it did not);
- * - task callbacks: Step Functions, or the in-process bridge of the local runner (AMK_TASK_CALLBACKS=in-process).
+ * - task callbacks: Step Functions, or the in-process bridge of the local runner (AMK_TASK_CALLBACKS=in-process), or
+ *   a folder shared with a local runner in another process (AMK_TASK_CALLBACKS=file:<dir>, the `amk` CLI).
  * AMK_AWS_ENDPOINT_<SERVICE> overrides an endpoint (LocalStack, recorded-shape tests).
  */
 import type { Logger } from "@aws-lambda-powertools/logger";
@@ -14,6 +15,7 @@ import { SNSClient } from "@aws-sdk/client-sns";
 import { EventBridgeBus } from "../../core/adapters/eventbridge/eventbridge-bus.js";
 import { FileAlerts } from "../../core/adapters/file-alerts/file-alerts.js";
 import { FileEventBus } from "../../core/adapters/file-bus/file-event-bus.js";
+import { FileTaskCallbacks } from "../../core/adapters/file-task-callbacks/file-task-callbacks.js";
 import { StepFunctionsTaskCallbacks } from "../../core/adapters/sfn/sfn-task-callbacks.js";
 import { SnsAlerts } from "../../core/adapters/sns/sns-alerts.js";
 import type { Alerts } from "../../core/alerts/alerts.js";
@@ -57,6 +59,8 @@ export function eventBusFromEnv(env: NodeJS.ProcessEnv = process.env): EventBus 
 
 export function taskCallbacksFromEnv(env: NodeJS.ProcessEnv = process.env): TaskCallbacks {
   if (env.AMK_TASK_CALLBACKS === "in-process") return inProcessTaskCallbacks;
+  if (env.AMK_TASK_CALLBACKS?.startsWith("file:"))
+    return new FileTaskCallbacks(env.AMK_TASK_CALLBACKS.slice(5));
   const e = endpoint(env, "SFN");
   return new StepFunctionsTaskCallbacks({ client: new SFNClient({ ...(e ? { endpoint: e } : {}) }) });
 }

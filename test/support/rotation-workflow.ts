@@ -1,31 +1,15 @@
 /**
  * The rotation workflow as the workflow tests run it: the deployed CDK app synthesised offline without bundling,
- * its rotation state machine's ASL, and the real handlers of functions/rotation bound by function id.
+ * its rotation state machine's ASL, and the real handlers of functions/rotation bound by function id. The
+ * implementation is shared with the `amk` CLI: workflows/local-app.ts.
  */
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createApp } from "../../infra/bin/app.js";
-import * as rotation from "../../functions/rotation/handlers.js";
-import { aslFromTemplate } from "../../workflows/local-runner.js";
+import { synthWith } from "../../workflows/local-app.js";
+import type { LocalWorkflow } from "../../workflows/local-runner.js";
 
-export function synthRotationWorkflow(): { wf: ReturnType<typeof aslFromTemplate>; outdir: string } {
-  const outdir = mkdtempSync(join(tmpdir(), "amk-rotation-wf-"));
-  const cdkJson = JSON.parse(readFileSync(join(process.cwd(), "cdk.json"), "utf8")) as {
-    context?: Record<string, unknown>;
-  };
-  const amk = createApp({ context: { ...cdkJson.context, "aws:cdk:bundling-stacks": [] }, outdir });
-  amk.app.synth();
-  return { wf: aslFromTemplate(amk.stateless, "RotationWorkflow/StateMachine"), outdir };
+export { rotationHandlers } from "../../workflows/local-app.js";
+
+export function synthRotationWorkflow(): { wf: LocalWorkflow; outdir: string } {
+  const synth = synthWith(createApp);
+  return { wf: synth.rotation, outdir: synth.outdir };
 }
-
-/** Handlers by function id; the shard task gets a Lambda-like remaining time (its budget comes from the env). */
-export const rotationHandlers = {
-  RotationStart: rotation.startHandler,
-  RotationPlan: rotation.planHandler,
-  RotationRewrapShard: (e: unknown) =>
-    rotation.rewrapShardHandler(e, { getRemainingTimeInMillis: () => 60_000 }),
-  RotationCensus: rotation.censusHandler,
-  RotationComplete: rotation.completeHandler,
-  RotationFailure: rotation.failureHandler,
-};
