@@ -11,6 +11,7 @@ import "./runtime/quiet.js"; // first: before any function module builds its log
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { register as alerts } from "./commands/alerts.js";
+import { register as backup } from "./commands/backup.js";
 import { register as drill } from "./commands/drill.js";
 import { register as ingest } from "./commands/ingest.js";
 import { register as keys } from "./commands/keys.js";
@@ -40,6 +41,7 @@ const GROUPS: readonly ((program: Command) => void)[] = [
   drill,
   alerts,
   token,
+  backup,
 ];
 
 export function buildProgram(): Command {

@@ -28,6 +28,7 @@ import { fileURLToPath } from "node:url";
 import * as recovery from "../functions/recovery/handlers.js";
 import * as rotation from "../functions/rotation/handlers.js";
 import { runDrillHandler } from "../functions/drill/handler.js";
+import { runRestorationTestHandler } from "../functions/restoration/handler.js";
 import { inProcessTaskCallbacks } from "../core/recovery/task-callbacks.js";
 import { aslFromTemplate, TaskFailure, type LocalWorkflow, type TaskTokenHandler } from "./local-runner.js";
 
@@ -38,6 +39,7 @@ export const STATE_MACHINES = {
   rotation: "RotationWorkflow/StateMachine",
   recovery: "RecoveryWorkflow/StateMachine",
   drill: "DrillWorkflow/StateMachine",
+  restoration: "RestorationWorkflow/StateMachine",
 } as const;
 export type WorkflowName = keyof typeof STATE_MACHINES;
 
@@ -67,6 +69,7 @@ export function synthWith(
     rotation: aslFromTemplate(amk.stateless, STATE_MACHINES.rotation),
     recovery: aslFromTemplate(amk.stateless, STATE_MACHINES.recovery),
     drill: aslFromTemplate(amk.stateless, STATE_MACHINES.drill),
+    restoration: aslFromTemplate(amk.stateless, STATE_MACHINES.restoration),
     outdir,
   };
 }
@@ -168,6 +171,7 @@ export async function loadLocalWorkflows(
     rotation: synth.rotation,
     recovery: synth.recovery,
     drill: synth.drill,
+    restoration: synth.restoration,
   };
   if (dir && file) {
     mkdirSync(dir, { recursive: true });
@@ -208,6 +212,8 @@ export const recoveryHandlers = {
 };
 
 export const drillHandlers = { DrillRun: runDrillHandler };
+
+export const restorationHandlers = { RestorationTestRun: runRestorationTestHandler };
 
 /** Something an AwaitUnlock bridge can park on until the unlock function calls `succeed` with the same token. */
 export interface TaskTokenWaiter {

@@ -14,7 +14,7 @@
  * Services are built on first use; `close()` releases the HSM sessions.
  */
 import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { Command } from "commander";
 import type { AccessTokenService } from "../../core/access/access-tokens.js";
 import type { Alerts } from "../../core/alerts/alerts.js";
@@ -69,6 +69,7 @@ export function applyLocalEnv(state: LocalState & { dynamodb: { running: { endpo
     "AMK_ALERT_TOPIC_ARN",
     "AMK_EVENT_BUS_NAME",
     "AMK_HSM_CLUSTER_ID",
+    "AMK_BACKUP_BUCKET",
     "AWS_ENDPOINT_URL",
   ]) {
     delete env[k];
@@ -84,6 +85,8 @@ export function applyLocalEnv(state: LocalState & { dynamodb: { running: { endpo
     AMK_ALERT_LOG: state.alertLog,
     AMK_BUS_LOG: state.busLog,
     AMK_TASK_CALLBACKS: `file:${state.callbacksDir}`,
+    // Backups of the local story and `amk backup`: a folder beside the vault (S3 in AWS).
+    AMK_BACKUP_DIR: join(dirname(state.vaultDir), "backups"),
   });
   env.AWS_REGION ??= "us-east-1";
 }
@@ -101,7 +104,8 @@ function applyAwsEnv(g: GlobalOptions): void {
   } else {
     delete env.AMK_DYNAMODB_ENDPOINT;
   }
-  for (const k of ["AMK_VAULT_DIR", "AMK_ALERT_LOG", "AMK_BUS_LOG", "AMK_TASK_CALLBACKS"]) delete env[k];
+  for (const k of ["AMK_VAULT_DIR", "AMK_ALERT_LOG", "AMK_BUS_LOG", "AMK_TASK_CALLBACKS", "AMK_BACKUP_DIR"])
+    delete env[k];
 }
 
 export class Runtime {

@@ -86,7 +86,9 @@ export async function runWorkflow(
       ? app.rotationHandlers
       : name === "recovery"
         ? app.recoveryHandlers
-        : app.drillHandlers;
+        : name === "drill"
+          ? app.drillHandlers
+          : app.restorationHandlers;
   const run = await runLocal({
     ...workflows[name],
     handlers: observe(handlers, opts.onTask),
