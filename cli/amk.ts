@@ -17,6 +17,7 @@ import { register as ingest } from "./commands/ingest.js";
 import { register as keys } from "./commands/keys.js";
 import { register as kit } from "./commands/kit.js";
 import { register as local } from "./commands/local.js";
+import { register as migrate } from "./commands/migrate.js";
 import { register as recover } from "./commands/recover.js";
 import { register as rotate } from "./commands/rotate.js";
 import { register as token } from "./commands/token.js";
@@ -42,6 +43,7 @@ const GROUPS: readonly ((program: Command) => void)[] = [
   alerts,
   token,
   backup,
+  migrate,
 ];
 
 export function buildProgram(): Command {

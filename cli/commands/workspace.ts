@@ -32,7 +32,7 @@ interface ProvisionOptions {
 }
 
 /** Asks for a new passphrase twice (or reads it once from the automation source) and checks the policy. */
-async function newPassphrase(
+export async function newPassphrase(
   source: SecretSource,
   ids: { workspaceId: string; adminId: string },
 ): Promise<string> {
