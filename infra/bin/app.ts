@@ -55,7 +55,7 @@ export function createApp(options: CreateAppOptions = {}): AmkApp {
     deadLetters: stateful.deadLetters,
     alerts: stateful.alerts,
     backupBucket: stateful.backups,
-    description: `ArquivoMate Keys (${config.environment}): functions, workflows (rotation, recovery, drill), alarms and dashboard`,
+    description: `ArquivoMate Keys (${config.environment}): functions, workflows (rotation, recovery, drill, restoration test), backup export, alarms and dashboard`,
   });
   // Implied by the references to the table, key and queues; stated so that it holds whatever the functions use.
   stateless.addStackDependency(stateful, "functions use the event store held by the stateful stack");

@@ -33,9 +33,16 @@
  * `amk:drillMissingAfterHours` (default: the drill schedule's longest interval + 2 h). Backups:
  * `amk:backupLockMode` (`GOVERNANCE`, the default, or `COMPLIANCE`), `amk:backupRetentionDays` (default 90), or an
  * existing bucket: `amk:backupBucketArn` with `amk:backupBucketKeyArn`.
+ *
+ * Backups and restoration tests, for the workspaces of `amk:drillWorkspaces` (one schedule per workspace each):
+ * `amk:backupSchedule` (the full export, default `rate(1 day)`, at most once an hour), `amk:restorationSchedule` (the
+ * restoration test, default `rate(6 days)`, at most once a day and at least every 164 h: its missing-test alarm
+ * allows 4 h of slack within CloudWatch's 7-day look-back), `amk:backupPublicKeys` (pinned Ed25519 public keys of
+ * the backup signing key, base64; `AMK_BACKUP_PUBLIC_KEYS` of the export and restoration functions).
  */
 import type { IConstruct } from "constructs";
 import { z } from "zod";
+import { backupPublicKey } from "../../core/backup/signing.js";
 import { AmkError } from "../../core/shared/errors.js";
 import { WorkspaceIdSchema } from "../../functions/shared/schemas.js";
 import { vaultAccessRoleName } from "./names.js";
@@ -81,6 +88,9 @@ export const CONTEXT_KEYS = {
   backupRetentionDays: "amk:backupRetentionDays",
   backupBucketArn: "amk:backupBucketArn",
   backupBucketKeyArn: "amk:backupBucketKeyArn",
+  backupSchedule: "amk:backupSchedule",
+  restorationSchedule: "amk:restorationSchedule",
+  backupPublicKeys: "amk:backupPublicKeys",
 } as const;
 
 type ConfigField = keyof typeof CONTEXT_KEYS;
@@ -126,6 +136,19 @@ export const DRILL_MISSING_BOUNDS = { min: 2, max: 168 } as const;
 export const DEFAULT_BACKUP_LOCK_MODE = "GOVERNANCE";
 export const DEFAULT_BACKUP_RETENTION_DAYS = 90;
 export const BACKUP_RETENTION_BOUNDS = { min: 1, max: 36_500 } as const;
+/** Default schedule (UTC) of the full backup export, per workspace of `amk:drillWorkspaces`. */
+export const DEFAULT_BACKUP_SCHEDULE = "rate(1 day)";
+/**
+ * Default schedule (UTC) of the restoration test, per workspace of `amk:drillWorkspaces`: about weekly, but 6 days
+ * rather than 7, so that the gap plus `RESTORATION_MISSING_SLACK_HOURS` fits CloudWatch's 7-day look-back and the
+ * missing-test alarm can exist (a weekly test leaves no room for any slack: the alarm would fire between two tests).
+ */
+export const DEFAULT_RESTORATION_SCHEDULE = "rate(6 days)";
+/**
+ * The missing-test alarm fires when no restoration test succeeded for the schedule's longest gap plus this slack: a
+ * scheduled start may be delivered up to 2 h late, and a test runs up to three 15-minute attempts.
+ */
+export const RESTORATION_MISSING_SLACK_HOURS = 4;
 /** The HSM ports of a CloudHSM cluster's ENIs (the client connects to 2223-2225). */
 export const HSM_PORTS = { from: 2223, to: 2225 } as const;
 
@@ -162,6 +185,16 @@ export interface AmkConfig {
   readonly rotationSchedule?: RotationScheduleConfig;
   /** The drill schedule; absent: no workspace listed (drills are started by hand). */
   readonly drillSchedule?: ScheduleConfig;
+  /** The full backup export schedule (`amk:backupSchedule`, the workspaces of `amk:drillWorkspaces`); absent: none. */
+  readonly backupSchedule?: ScheduleConfig;
+  /** The restoration test schedule (`amk:restorationSchedule`, the same workspaces); absent: none. */
+  readonly restorationSchedule?: ScheduleConfig;
+  /**
+   * Pinned public keys of the backup signing key (base64 Ed25519, deduplicated, in the order given):
+   * `AMK_BACKUP_PUBLIC_KEYS` of the export and restoration functions; empty: not set (the restoration test reads the
+   * signing key's versions from the vault).
+   */
+  readonly backupPublicKeys: readonly string[];
   /** Email addresses subscribed to the alert topic, deduplicated, sorted; may be empty. */
   readonly alertEmails: readonly string[];
   /** Name of the event bus (this account and region) the token invalidation is published on. */
@@ -215,6 +248,11 @@ export interface AlarmConfig {
   readonly unlockRefusalThreshold: number;
   /** With a drill schedule: hours without a successful drill after which the missing-drill alarm fires. */
   readonly drillMissingAfterHours?: number;
+  /**
+   * With a restoration schedule: hours without a successful restoration test after which the missing-test alarm
+   * fires (the schedule's longest gap + `RESTORATION_MISSING_SLACK_HOURS`).
+   */
+  readonly restorationMissingAfterHours?: number;
 }
 
 export type BackupLockMode = "GOVERNANCE" | "COMPLIANCE";
@@ -433,6 +471,8 @@ const schema = z.object({
   ),
   rotationSchedule: optionalText,
   drillSchedule: optionalText,
+  backupSchedule: optionalText,
+  restorationSchedule: optionalText,
   eventBusName: optionalText.transform((v) => v ?? DEFAULT_EVENT_BUS).pipe(EVENT_BUS_NAME),
   unlockTimeoutHours: optionalWholeNumber(
     UNLOCK_TIMEOUT_MESSAGE,
@@ -518,10 +558,27 @@ const schema = z.object({
 export const ROTATION_SCHEDULE_MIN_INTERVAL_MINUTES = 24 * 60;
 /** Bound of the drill schedule: a drill reads the kit and decrypts a sample in the HSM, at most once an hour. */
 export const DRILL_SCHEDULE_MIN_INTERVAL_MINUTES = 60;
+/** Bound of the backup schedule: a full export reads the whole workspace, at most once an hour (as the drill). */
+export const BACKUP_SCHEDULE_MIN_INTERVAL_MINUTES = 60;
+/** Bound of the restoration schedule: a test restores into a scratch table and opens the kit, at most once a day. */
+export const RESTORATION_SCHEDULE_MIN_INTERVAL_MINUTES = 24 * 60;
 const RATE = /^rate\((\d{1,6}) (minute|minutes|hour|hours|day|days)\)$/;
 const CRON = /^cron\(([^()]*)\)$/;
 const CRON_FIELD = /^[0-9A-Za-z*?,/#L-]+$/;
 const MINUTES_PER_UNIT: Record<string, number> = { minute: 1, hour: 60, day: 1440 };
+
+/** What each schedule starts, and how often it may: `daily` = at most once a day, otherwise at most once an hour. */
+const SCHEDULE_KINDS = {
+  rotation: { label: "a rotation", daily: true, minInterval: ROTATION_SCHEDULE_MIN_INTERVAL_MINUTES },
+  drill: { label: "a drill", daily: false, minInterval: DRILL_SCHEDULE_MIN_INTERVAL_MINUTES },
+  backup: { label: "a backup export", daily: false, minInterval: BACKUP_SCHEDULE_MIN_INTERVAL_MINUTES },
+  restoration: {
+    label: "a restoration test",
+    daily: true,
+    minInterval: RESTORATION_SCHEDULE_MIN_INTERVAL_MINUTES,
+  },
+} as const;
+type ScheduleKind = keyof typeof SCHEDULE_KINDS;
 
 /**
  * Checks an EventBridge Scheduler expression for the rotation: `rate(<n> <unit>)` of at least a day, or a six-field
@@ -539,9 +596,21 @@ export function drillScheduleProblem(expression: string): string | undefined {
   return scheduleProblem(expression, "drill");
 }
 
-function scheduleProblem(expression: string, what: "rotation" | "drill"): string | undefined {
-  const daily = what === "rotation";
-  const minInterval = daily ? ROTATION_SCHEDULE_MIN_INTERVAL_MINUTES : DRILL_SCHEDULE_MIN_INTERVAL_MINUTES;
+/** Checks an EventBridge Scheduler expression for the backup export: as for the drill, at most once an hour. */
+export function backupScheduleProblem(expression: string): string | undefined {
+  return scheduleProblem(expression, "backup");
+}
+
+/**
+ * Checks an EventBridge Scheduler expression for the restoration test: as for the rotation, at most once a day (its
+ * longest gap is checked against the missing-test alarm's window in `loadConfig`).
+ */
+export function restorationScheduleProblem(expression: string): string | undefined {
+  return scheduleProblem(expression, "restoration");
+}
+
+function scheduleProblem(expression: string, what: ScheduleKind): string | undefined {
+  const { label, daily, minInterval } = SCHEDULE_KINDS[what];
   const rate = RATE.exec(expression);
   if (rate !== null) {
     const n = Number(rate[1]);
@@ -552,8 +621,8 @@ function scheduleProblem(expression: string, what: "rotation" | "drill"): string
     }
     if (n * MINUTES_PER_UNIT[unit.replace(/s$/, "")]! < minInterval) {
       return daily
-        ? "a rotation may be scheduled at most once a day (rate of at least 1 day)"
-        : "a drill may be scheduled at most once an hour (rate of at least 1 hour)";
+        ? `${label} may be scheduled at most once a day (rate of at least 1 day)`
+        : `${label} may be scheduled at most once an hour (rate of at least 1 hour)`;
     }
     return undefined;
   }
@@ -574,12 +643,12 @@ function scheduleProblem(expression: string, what: "rotation" | "drill"): string
     const single = (field: string, max: number) => /^\d{1,2}$/.test(field) && Number(field) <= max;
     if (daily && (!single(minutes, 59) || !single(hours, 23))) {
       return (
-        "the minutes and hours of the cron expression must be single numbers (0-59, 0-23): a rotation may be " +
+        `the minutes and hours of the cron expression must be single numbers (0-59, 0-23): ${label} may be ` +
         "scheduled at most once a day"
       );
     }
     if (!daily && !single(minutes, 59)) {
-      return "the minutes of the cron expression must be a single number (0-59): a drill may be scheduled at most once an hour";
+      return `the minutes of the cron expression must be a single number (0-59): ${label} may be scheduled at most once an hour`;
     }
     if ((dayOfMonth === "?") === (dayOfWeek === "?")) {
       return "exactly one of day-of-month and day-of-week must be ? (e.g. cron(0 3 1 * ? *))";
@@ -593,12 +662,13 @@ function scheduleProblem(expression: string, what: "rotation" | "drill"): string
 
 /**
  * A list from context: absent, a JSON array of strings (cdk.json), or a string (`-c key=a,b`) holding a comma- or
- * blank-separated list or a JSON array. Returns the items (deduplicated, sorted) or the problems, one per bad entry.
+ * blank-separated list or a JSON array. Returns the items (deduplicated, sorted unless `keepOrder`) or the problems,
+ * one per bad entry.
  */
 function parseList(
   key: string,
   value: unknown,
-  what: { plural: string; isValid: (item: string) => boolean; hint: string },
+  what: { plural: string; isValid: (item: string) => boolean; hint: string; keepOrder?: boolean },
 ): { items: string[] } | { problems: string[] } {
   let items: unknown[];
   if (value === undefined || value === null) items = [];
@@ -628,7 +698,8 @@ function parseList(
       problems.push(`${key}: ${shown} ${what.hint}`);
     }
   }
-  return problems.length > 0 ? { problems } : { items: [...found].sort() };
+  if (problems.length > 0) return { problems };
+  return { items: what.keepOrder === true ? [...found] : [...found].sort() };
 }
 
 /** A list of role ARNs from context (see `parseList`). */
@@ -766,6 +837,20 @@ export function loadConfig(scope: IConstruct): AmkConfig {
     hint: "is not an email address (e.g. keys-oncall@example.com; no display name)",
   });
   if ("problems" in alertEmails) problems.push(...alertEmails.problems);
+  const backupPublicKeys = parseList(CONTEXT_KEYS.backupPublicKeys, raw.backupPublicKeys, {
+    plural: "backup public keys",
+    isValid: (item) => {
+      try {
+        backupPublicKey(item);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    hint: "is not a backup public key (an Ed25519 public key: 32 bytes as base64 or base64url)",
+    keepOrder: true,
+  });
+  if ("problems" in backupPublicKeys) problems.push(...backupPublicKeys.problems);
 
   let vaultAccount: string | undefined;
   let vaultRegion: string | undefined;
@@ -853,6 +938,69 @@ export function loadConfig(scope: IConstruct): AmkConfig {
         `${CONTEXT_KEYS.drillSchedule}: needs ${CONTEXT_KEYS.drillWorkspaces}, the workspace ids to drill ` +
           "(a JSON array in cdk.json, or comma-separated with -c)",
       );
+    }
+  }
+
+  // Backups and restoration tests: the workspaces of amk:drillWorkspaces, each schedule on by default.
+  const workspaceSchedule = (
+    key: string,
+    given: string | undefined,
+    fallback: string,
+    problemOf: (expression: string) => string | undefined,
+    what: string,
+  ): ScheduleConfig | undefined => {
+    if (!("items" in drillWorkspaces)) return undefined;
+    const expression = given ?? fallback;
+    const problem = problemOf(expression);
+    if (problem !== undefined) {
+      problems.push(`${key}: ${problem} (got "${expression.slice(0, 200)}")`);
+      return undefined;
+    }
+    if (drillWorkspaces.items.length > 0) return { expression, workspaceIds: drillWorkspaces.items };
+    if (given !== undefined) {
+      problems.push(
+        `${key}: needs ${CONTEXT_KEYS.drillWorkspaces}, the workspace ids to ${what} (a JSON array in cdk.json, ` +
+          "or comma-separated with -c)",
+      );
+    }
+    return undefined;
+  };
+  let backupSchedule: ScheduleConfig | undefined;
+  let restorationSchedule: ScheduleConfig | undefined;
+  let restorationMissingAfterHours: number | undefined;
+  if (parsed.success) {
+    backupSchedule = workspaceSchedule(
+      CONTEXT_KEYS.backupSchedule,
+      parsed.data.backupSchedule,
+      DEFAULT_BACKUP_SCHEDULE,
+      backupScheduleProblem,
+      "back up",
+    );
+    restorationSchedule = workspaceSchedule(
+      CONTEXT_KEYS.restorationSchedule,
+      parsed.data.restorationSchedule,
+      DEFAULT_RESTORATION_SCHEDULE,
+      restorationScheduleProblem,
+      "restoration-test",
+    );
+    if (restorationSchedule !== undefined) {
+      const interval = scheduleIntervalMinutes(restorationSchedule.expression);
+      const hours = interval === undefined ? undefined : Math.ceil(interval / 60);
+      const maxGap = DRILL_MISSING_BOUNDS.max - RESTORATION_MISSING_SLACK_HOURS;
+      if (hours === undefined) {
+        problems.push(
+          `${CONTEXT_KEYS.restorationSchedule}: cannot tell how far apart the restoration tests of ` +
+            `"${restorationSchedule.expression}" are (L, W, # or a year), which the missing-test alarm needs: use ` +
+            "rate(...) or a cron expression without them",
+        );
+      } else if (hours > maxGap) {
+        problems.push(
+          `${CONTEXT_KEYS.restorationSchedule}: restoration tests ${hours} h apart are too rare for the missing-test ` +
+            `alarm (CloudWatch looks back at most ${DRILL_MISSING_BOUNDS.max} h, and the alarm allows ` +
+            `${RESTORATION_MISSING_SLACK_HOURS} h of slack): schedule a test at least every ${maxGap} h, e.g. ` +
+            `"${DEFAULT_RESTORATION_SCHEDULE}"`,
+        );
+      } else restorationMissingAfterHours = hours + RESTORATION_MISSING_SLACK_HOURS;
     }
   }
 
@@ -992,6 +1140,7 @@ export function loadConfig(scope: IConstruct): AmkConfig {
     "problems" in rotationWorkspaces ||
     "problems" in drillWorkspaces ||
     "problems" in alertEmails ||
+    "problems" in backupPublicKeys ||
     "problems" in subnets ||
     backups === undefined
   ) {
@@ -1019,6 +1168,9 @@ export function loadConfig(scope: IConstruct): AmkConfig {
     },
     ...(rotationSchedule === undefined ? {} : { rotationSchedule }),
     ...(drillSchedule === undefined ? {} : { drillSchedule }),
+    ...(backupSchedule === undefined ? {} : { backupSchedule }),
+    ...(restorationSchedule === undefined ? {} : { restorationSchedule }),
+    backupPublicKeys: backupPublicKeys.items,
     alertEmails: alertEmails.items,
     eventBusName: d.eventBusName,
     unlockTimeoutHours: d.unlockTimeoutHours,
@@ -1029,6 +1181,7 @@ export function loadConfig(scope: IConstruct): AmkConfig {
     alarms: {
       unlockRefusalThreshold: d.unlockRefusalThreshold,
       ...(drillMissingAfterHours === undefined ? {} : { drillMissingAfterHours }),
+      ...(restorationMissingAfterHours === undefined ? {} : { restorationMissingAfterHours }),
     },
     backups,
   };

@@ -68,6 +68,18 @@ export function drillRunRoleName(config: Pick<AmkConfig, "environment">): string
 }
 
 /**
+ * Physical names of the roles of the backup functions, fixed for the same reason: `BackupExport` signs with the
+ * backup signing key in the vault and creates it on the first export (a writer: `amk:vaultWriterRoleArns`);
+ * `RestorationTestRun` opens the kit through the drill slot (a reader: `amk:unlockRoleArns`).
+ */
+export function backupExportRoleName(config: Pick<AmkConfig, "environment">): string {
+  return `amk-${config.environment}-backup-export`;
+}
+export function restorationTestRoleName(config: Pick<AmkConfig, "environment">): string {
+  return `amk-${config.environment}-restoration-test`;
+}
+
+/**
  * Prefix of every CloudWatch alarm's name (`amk-<env>-`): the stateful stack lets CloudWatch publish to the alert
  * topic (and use its key) for alarms of these names only, without referencing the alarms in the stateless stack.
  */

@@ -12,8 +12,9 @@
  * With `amk:vpcEndpoints=create` (the default) the endpoints are created here: the DynamoDB gateway endpoint on the
  * subnets' route tables, and interface endpoints (private DNS, one ENI per availability zone) for Secrets Manager
  * (the PIN secret, the vault), STS (the vault's access role), SNS (alerts), EventBridge (token invalidation), Step
- * Functions (the unlock function resumes the recovery), CloudWatch Logs and X-Ray, and CloudHSM (the drill's backup
- * check) when `amk:hsmClusterId` is set. With `existing`, the VPC already has them (shared endpoints of the
+ * Functions (the unlock function resumes the recovery), CloudWatch Logs and X-Ray, S3 (the restoration test reads
+ * the backups; private DNS answers for the regional and bucket names), and CloudHSM (the drill's backup check) when
+ * `amk:hsmClusterId` is set. With `existing`, the VPC already has them (shared endpoints of the
  * platform): the functions reach them through `amk:vpcEndpointSecurityGroupId`, which gets an ingress rule from
  * this security group.
  */
@@ -44,6 +45,9 @@ export const INTERFACE_ENDPOINTS = {
   StepFunctions: InterfaceVpcEndpointAwsService.STEP_FUNCTIONS,
   Logs: InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
   XRay: InterfaceVpcEndpointAwsService.XRAY,
+  // The restoration test (an HSM function) reads the backups. An interface endpoint rather than a gateway one: it
+  // is reached through the endpoints' security group like the others, so no S3 prefix list is needed.
+  S3: InterfaceVpcEndpointAwsService.S3,
 } as const;
 export const CLOUDHSM_ENDPOINT = { CloudHsm: InterfaceVpcEndpointAwsService.CLOUDHSM } as const;
 

@@ -20,20 +20,29 @@
  * - `DrillWorkflow`: the drill state machine (workflows/drill-workflow.ts) and `DrillRun` (functions/drill), started
  *   by one EventBridge Scheduler schedule per workspace of `amk:drillWorkspaces` (`amk:drillSchedule`).
  * - `TokenAuthorizer`: the API Gateway Lambda authorizer of access tokens (functions/token-authorizer); no HSM.
+ * - `BackupExport` (functions/backup, `exportHandler`; no HSM): exports a workspace (or the table) into the backup
+ *   bucket under `backups/`, signed with the backup signing key from the vault (a writer: it creates the key on its
+ *   first export); one EventBridge Scheduler schedule per workspace of `amk:drillWorkspaces` (`amk:backupSchedule`)
+ *   invokes it with `{"workspaceId", "kind": "full"}`.
+ * - `RestorationWorkflow`: the restoration test state machine (workflows/restoration-workflow.ts) and
+ *   `RestorationTestRun` (functions/restoration), which restores the newest backup into a scratch table
+ *   (`<table>-scratch-<12 hex>`, created and deleted by the function), opens the kit into scratch keys in the HSM and
+ *   decrypts the canaries and a sample; started per workspace of `amk:drillWorkspaces` (`amk:restorationSchedule`).
  * Every function that raises alerts publishes them on the stateful stack's `Alerts` topic (`AMK_ALERT_TOPIC_ARN`).
  *
  * Operations: every function and state machine is traced with X-Ray (active tracing), every state machine logs at
  * level ALL without execution data. With `amk:vpcId` (infra/lib/network.ts, `HsmNetwork`) the functions that open
  * the HSM run in the CloudHSM cluster's subnets behind a security group that lets them reach the HSMs, the VPC
  * endpoints and DynamoDB only; without it they run outside any VPC and the synth says so (a warning). The alarms and
- * the dashboard are `Monitoring` (infra/lib/monitoring.ts); `addRestorationTestAlarms` takes the restoration test's
- * state machine when it exists. The backup bucket (`backupBucket`) is received and published as an output, for the
- * export code.
+ * the dashboard are `Monitoring` (infra/lib/monitoring.ts); the restoration test's alarms (failed, and with its
+ * schedule missing) are added with `addRestorationTestAlarms`. The backup bucket (`backupBucket`) is received from
+ * the stateful stack (or imported) and published as an output.
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   Annotations,
+  Arn,
   ArnFormat,
   CfnOutput,
   Duration,
@@ -41,8 +50,10 @@ import {
   Stack,
   Validations,
   type CfnElement,
+  type CfnResource,
   type StackProps,
 } from "aws-cdk-lib";
+import type { Alarm } from "aws-cdk-lib/aws-cloudwatch";
 import { EventBus, Rule } from "aws-cdk-lib/aws-events";
 import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
 import { Effect, PolicyStatement, Role, ServicePrincipal, type IRole } from "aws-cdk-lib/aws-iam";
@@ -57,8 +68,14 @@ import {
 import { SqsDestination } from "aws-cdk-lib/aws-lambda-destinations";
 import { NodejsFunction, OutputFormat, type NodejsFunctionProps } from "aws-cdk-lib/aws-lambda-nodejs";
 import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
-import { Schedule, ScheduleExpression, ScheduleGroup, ScheduleTargetInput } from "aws-cdk-lib/aws-scheduler";
-import { StepFunctionsStartExecution } from "aws-cdk-lib/aws-scheduler-targets";
+import {
+  Schedule,
+  ScheduleExpression,
+  ScheduleGroup,
+  ScheduleTargetInput,
+  type IScheduleTarget,
+} from "aws-cdk-lib/aws-scheduler";
+import { LambdaInvoke, StepFunctionsStartExecution } from "aws-cdk-lib/aws-scheduler-targets";
 import { Secret, type ISecret } from "aws-cdk-lib/aws-secretsmanager";
 import { Queue, type IQueue } from "aws-cdk-lib/aws-sqs";
 import {
@@ -71,14 +88,17 @@ import type { Construct } from "constructs";
 import { EVENT_SOURCE } from "../../core/bus/event-bus.js";
 import { DrillWorkflow } from "../../workflows/drill-workflow.js";
 import { RecoveryWorkflow } from "../../workflows/recovery-workflow.js";
+import { RestorationWorkflow } from "../../workflows/restoration-workflow.js";
 import { RotationWorkflow } from "../../workflows/rotation-workflow.js";
 import type { AmkConfig, ScheduleConfig } from "./config.js";
 import {
+  backupExportRoleName,
   drillRunRoleName,
   lifecycleRuleName,
   recoveryCompleteRoleName,
   recoveryStartRoleName,
   recoveryUnlockRoleName,
+  restorationTestRoleName,
   rotationCompleteRoleName,
   vaultAccessRoleName,
 } from "./names.js";
@@ -124,6 +144,7 @@ export const KIT_FUNCTION_ENTRIES = [
   "recovery/handlers.ts",
   "recovery-unlock/handler.ts",
   "drill/handler.ts",
+  "restoration/handler.ts",
 ];
 export const NATIVE_NODE_MODULES = ["argon2"];
 
@@ -273,6 +294,82 @@ export const DRILL_ACCESS = {
 /** The token authorizer (core/access through DynamoDbEventStore): reads the workspace's token epoch, nothing else. */
 export const TOKEN_AUTHORIZER_ACCESS = { append: false, indexes: [] } as const satisfies FunctionAccess;
 
+/**
+ * The backup export (core/backup/export.ts through DynamoDbEventStore): reads streams (`readStream`: GetItem,
+ * Query); on top of `EVENT_STORE_READ_ACTIONS` it needs `EVENT_STORE_EXPORT_ACTIONS`. Appends nothing, queries no
+ * index, raises no alert; the vault as `writer`: it signs with the backup signing key and creates it on the first
+ * export (`amk/backup/signing-key`, infra/lib/vault-stack.ts).
+ */
+export const BACKUP_EXPORT_ACCESS = {
+  append: false,
+  indexes: [],
+  vault: "writer",
+} as const satisfies FunctionAccess;
+/**
+ * What the export adds to the event-store reads, on exactly the table: `listStreamHeads` is a strongly consistent
+ * parallel Scan of the table (the one reader that sees every stream), `readEvents` a BatchGetItem of event items.
+ */
+export const EVENT_STORE_EXPORT_ACTIONS = ["dynamodb:BatchGetItem", "dynamodb:Scan"];
+
+/**
+ * The restoration test (core/restoration/restoration-test.ts): on the live table it reads the workspace, lists the
+ * key ids in use (census-2) and samples documents (census-1, their streams), appends RestorationTestCompleted and
+ * raises RESTORATION_TEST_FAILED; it reads the kit from the vault (`unlock`: the vault has no kit-only reader) and,
+ * without pinned keys, the backup signing key's versions. Its scratch tables are granted apart (`SCRATCH_TABLE_*`).
+ */
+export const RESTORATION_TEST_ACCESS = {
+  append: true,
+  indexes: [CENSUS_BY_KEY_ID, KEY_IDS_IN_USE],
+  vault: "unlock",
+  alerts: true,
+} as const satisfies FunctionAccess;
+
+/**
+ * The restoration test's scratch tables: `<event table>-scratch-<12 hex digits>` (functions/restoration/handler.ts:
+ * `AMK_SCRATCH_TABLE_PREFIX` + "-" + 6 random bytes in hex), matched in IAM by `?` per digit: exactly those tables
+ * (and, for `Query`, their two census indexes), never the live table, never a table or index of another name.
+ */
+export const SCRATCH_TABLE_SUFFIX = "-scratch";
+export const SCRATCH_TABLE_ID_LENGTH = 12;
+/** `createEventStoreTable` / `deleteEventStoreTable` (core/adapters/dynamodb/table.ts; the waiter is DescribeTable). */
+export const SCRATCH_TABLE_MANAGE_ACTIONS = [
+  "dynamodb:CreateTable",
+  "dynamodb:DescribeTable",
+  "dynamodb:DeleteTable",
+];
+/**
+ * What `importBackup` and the checks send to a scratch table through DynamoDbEventStore: `isEmpty` (Scan),
+ * `importEvents` (TransactWriteItems of `Put`s: PutItem; BatchGetItem and Query for the stream states), the reads
+ * (GetItem, Query) and the census queries on its indexes. Scratch tables use DynamoDB's own (AWS owned) key:
+ * `createEventStoreTable` sets no SSESpecification, so no KMS permission is needed for them.
+ */
+export const SCRATCH_TABLE_DATA_ACTIONS = [
+  "dynamodb:BatchGetItem",
+  "dynamodb:GetItem",
+  "dynamodb:PutItem",
+  "dynamodb:Query",
+  "dynamodb:Scan",
+];
+
+/**
+ * Where the backups are in the bucket (`AMK_BACKUP_PREFIX`): every object the functions touch is under it.
+ * `s3:ListBucket` is granted on the (backups-only) bucket without an `s3:prefix` condition: S3 answers a HeadObject
+ * of a missing key with 404 only to a caller allowed ListBucket in that request's context, which has no prefix; with
+ * the condition, the storage's "does this blob exist" check would get 403 and every export would fail.
+ */
+export const BACKUP_PREFIX = "backups/";
+/**
+ * S3 actions on `<bucket>/backups/*`. The export writes (PutObject also covers the multipart upload's
+ * Create/UploadPart/Complete, and a conditional `If-None-Match` put), reads a base chain back and aborts a failed
+ * multipart upload; the restoration test reads. HeadObject is authorised as `s3:GetObject` (IAM has no
+ * `s3:HeadObject`). Never `s3:DeleteObject*`, `s3:PutObjectRetention` or `s3:BypassGovernanceRetention`.
+ */
+export const BACKUP_WRITE_ACTIONS = ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"];
+export const BACKUP_READ_ACTIONS = ["s3:GetObject"];
+/** KMS actions on the bucket's key, through S3 only: SSE-KMS writes (and multipart uploads) and reads. */
+export const BACKUP_KEY_WRITE_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"];
+export const BACKUP_KEY_READ_ACTIONS = ["kms:Decrypt"];
+
 /** The actions a function that raises alerts gets: on the topic, and on its key (SNS encrypts with the caller's). */
 export const ALERT_TOPIC_ACTIONS = ["sns:Publish"];
 export const ALERT_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"];
@@ -300,6 +397,17 @@ export const ROTATION_SCHEDULE_MAX_EVENT_AGE = Duration.hours(2);
 /** Delivery of a scheduled drill start: as for the rotation (a dropped start shows as a day without DrillCompleted). */
 export const DRILL_SCHEDULE_RETRY_ATTEMPTS = 8;
 export const DRILL_SCHEDULE_MAX_EVENT_AGE = Duration.hours(2);
+/**
+ * Delivery of a scheduled export (an asynchronous Invoke: the scheduler retries only a refused invocation; a failed
+ * export is retried by Lambda's own asynchronous retries, twice within 6 h) and of a scheduled restoration test.
+ */
+export const BACKUP_SCHEDULE_RETRY_ATTEMPTS = 8;
+export const BACKUP_SCHEDULE_MAX_EVENT_AGE = Duration.hours(2);
+export const RESTORATION_SCHEDULE_RETRY_ATTEMPTS = 8;
+export const RESTORATION_SCHEDULE_MAX_EVENT_AGE = Duration.hours(2);
+/** The two backup functions: a full export of 100,000 documents, a restore of one into a scratch table. */
+export const BACKUP_FUNCTION_MEMORY_MB = 1024;
+export const BACKUP_FUNCTION_TIMEOUT = Duration.minutes(15);
 
 export interface StatelessStackProps extends StackProps {
   readonly config: AmkConfig;
@@ -383,6 +491,17 @@ export class StatelessStack extends Stack {
   readonly drillSchedules: Schedule[];
   /** The access-token authorizer (`TokenAuthorizer`); no HSM. */
   readonly tokenAuthorizer: NodejsFunction;
+  /** The backup export (`BackupExport`); no HSM. */
+  readonly backupExport: NodejsFunction;
+  /** The scheduled full exports, one per workspace of `amk:drillWorkspaces`; empty without workspaces. */
+  readonly backupSchedules: Schedule[];
+  /** The restoration test state machine (`RestorationWorkflow/StateMachine`) and its function (`RestorationTestRun`). */
+  readonly restorationWorkflow: RestorationWorkflow;
+  readonly restorationTestRun: NodejsFunction;
+  /** The scheduled restoration tests, one per workspace of `amk:drillWorkspaces`; empty without workspaces. */
+  readonly restorationSchedules: Schedule[];
+  /** `restoration-test-failed`, and with a restoration schedule `restoration-test-missing`. */
+  readonly restorationAlarms: Alarm[];
   /** The backup bucket (from the stateful stack or imported). */
   readonly backupBucket: BackupResources;
   /** The CloudHSM network of the HSM functions; absent without `amk:vpcId` (functions outside any VPC). */
@@ -568,6 +687,15 @@ export class StatelessStack extends Stack {
 
     this.tokenAuthorizer = this.createTokenAuthorizer();
 
+    const backup = this.createBackupExport();
+    this.backupExport = backup.fn;
+    this.backupSchedules = backup.schedules;
+
+    const restoration = this.createRestorationTest();
+    this.restorationWorkflow = restoration.workflow;
+    this.restorationTestRun = restoration.run;
+    this.restorationSchedules = restoration.schedules;
+
     for (const [fn, label] of [
       [this.generateDataKeys, "GenerateDataKeys"],
       [this.decryptDataKeys, "DecryptDataKeys"],
@@ -605,15 +733,25 @@ export class StatelessStack extends Stack {
         recovery: this.recoveryWorkflow.stateMachine,
         drill: this.drillWorkflow.stateMachine,
       },
+      // The restoration test's state machine gets its alarms below (addRestorationTestAlarms); its function and the
+      // export function are in `functions` (errors and throttles) like every other.
       unlockLogGroup: this.recoveryUnlock.logGroup,
       deadLetterQueues: {
         "lifecycle-failures": this.deadLetters.lifecycleFailures,
         "lifecycle-undelivered": this.deadLetters.lifecycleUndelivered,
       },
     });
+    // Failed (or timed out), and with the schedule missing: no success for the schedule's longest gap + 4 h.
+    const missingAfterHours = config.alarms.restorationMissingAfterHours;
+    this.restorationAlarms = this.addRestorationTestAlarms(
+      this.restorationWorkflow.stateMachine,
+      config.restorationSchedule === undefined || missingAfterHours === undefined
+        ? {}
+        : { missingAfter: Duration.hours(missingAfterHours) },
+    );
     new CfnOutput(this, "DashboardName", {
       description:
-        "CloudWatch dashboard: alarms, re-wrap progress, drill history, recoveries, unlock refusals",
+        "CloudWatch dashboard: alarms, re-wrap progress, drill history, recoveries, unlock refusals, restoration tests",
       value: this.monitoring.dashboard.dashboardName,
     });
   }
@@ -706,7 +844,7 @@ export class StatelessStack extends Stack {
         ? []
         : this.schedules({
             id: "Rotation",
-            stateMachine,
+            target: { stateMachine },
             schedule: config.rotationSchedule,
             input: (workspaceId) => ({ workspaceId }),
             description: (workspaceId) => `rotates workspace ${workspaceId}`,
@@ -945,7 +1083,7 @@ export class StatelessStack extends Stack {
         ? []
         : this.schedules({
             id: "Drill",
-            stateMachine,
+            target: { stateMachine },
             schedule: config.drillSchedule,
             input: (workspaceId) => ({ workspaceId, trigger: "schedule" }),
             description: (workspaceId) => `drills workspace ${workspaceId}`,
@@ -960,6 +1098,234 @@ export class StatelessStack extends Stack {
     });
     new CfnOutput(this, "DrillRunRoleArn", {
       description: "Role of the drill function (reads kits from the vault): list it in amk:unlockRoleArns",
+      value: run.role!.roleArn,
+    });
+    return { workflow, run, schedules };
+  }
+
+  /**
+   * The backup bucket's grants for a backup function: its objects under `BACKUP_PREFIX` (`actions`), listings under
+   * the (backups-only) bucket (`s3:ListBucket`, no prefix condition: see BACKUP_PREFIX), and its key through S3 only (`keyActions`); and the
+   * environment the backup storage reads (`AMK_BACKUP_BUCKET`, `AMK_BACKUP_PREFIX`, `AMK_BACKUP_KMS_KEY_ID`, and the
+   * pinned public keys as `AMK_BACKUP_PUBLIC_KEYS` when configured).
+   */
+  private backupBucketAccess(
+    sid: "Write" | "Read",
+    actions: string[],
+    keyActions: string[],
+  ): { statements: PolicyStatement[]; environment: Record<string, string>; objects: string } {
+    const { bucket, key } = this.backupBucket;
+    const imported = this.config.backups.imported;
+    // The bucket's region is its key's (SSE-KMS needs a key of the bucket's region): the imported key ARN's, or ours.
+    const keyRegion =
+      imported === undefined
+        ? this.region
+        : (Arn.split(imported.keyArn, ArnFormat.SLASH_RESOURCE_NAME).region ?? this.region);
+    const objects = bucket.arnForObjects(`${BACKUP_PREFIX}*`);
+    return {
+      objects,
+      statements: [
+        new PolicyStatement({
+          sid: sid === "Write" ? "WriteBackups" : "ReadBackups",
+          actions,
+          resources: [objects],
+        }),
+        new PolicyStatement({
+          sid: "ListBackups",
+          actions: ["s3:ListBucket"],
+          resources: [bucket.bucketArn],
+        }),
+        new PolicyStatement({
+          sid: "UseBackupKey",
+          actions: keyActions,
+          resources: [key.keyArn],
+          conditions: { StringEquals: { "kms:ViaService": `s3.${keyRegion}.amazonaws.com` } },
+        }),
+      ],
+      environment: {
+        AMK_BACKUP_BUCKET: bucket.bucketName,
+        AMK_BACKUP_PREFIX: BACKUP_PREFIX,
+        AMK_BACKUP_KMS_KEY_ID: key.keyArn,
+        ...(this.config.backupPublicKeys.length === 0
+          ? {}
+          : { AMK_BACKUP_PUBLIC_KEYS: this.config.backupPublicKeys.join(",") }),
+      },
+    };
+  }
+
+  /** The role policy of a function (its `DefaultPolicy`, where every statement of `createFunction` goes). */
+  private policyOf(fn: NodejsFunction, what: string): CfnResource {
+    const cfnPolicy = fn.role?.node.tryFindChild("DefaultPolicy")?.node.defaultChild as
+      CfnResource | undefined;
+    if (cfnPolicy === undefined) throw new Error(`the ${what} function's role has no default policy`);
+    return cfnPolicy;
+  }
+
+  /**
+   * The backup export: a function without the HSM (`exportHandler` of functions/backup/handler.ts) that reads the
+   * event store (the streams, and a consistent Scan of exactly the table for the stream heads), signs with the backup
+   * signing key from the vault (as `writer`: it creates the key on its first export) and writes under `backups/` in
+   * the backup bucket; and, per workspace of `amk:drillWorkspaces`, a schedule invoking it with a full export.
+   */
+  private createBackupExport(): { fn: NodejsFunction; schedules: Schedule[] } {
+    const { config } = this;
+    const { table } = this.eventStore;
+    const bucket = this.backupBucketAccess("Write", BACKUP_WRITE_ACTIONS, BACKUP_KEY_WRITE_ACTIONS);
+    const fn = this.accessFunction(
+      {
+        id: "BackupExport",
+        name: "backup-export",
+        entry: { file: "backup/handler.ts", handler: "exportHandler" },
+        description:
+          "Backups: exports a workspace (or the table) into the backup bucket, signed with the backup key from the vault",
+        // A full export of 100,000 documents: every stream read once, the files gathered and uploaded in parts.
+        memorySize: BACKUP_FUNCTION_MEMORY_MB,
+        timeout: BACKUP_FUNCTION_TIMEOUT,
+        hsm: false,
+        roleName: backupExportRoleName(config),
+        environment: bucket.environment,
+        statements: [
+          new PolicyStatement({
+            sid: "ExportEventStore",
+            actions: EVENT_STORE_EXPORT_ACTIONS,
+            // Exactly the table: neither its indexes nor any other table.
+            resources: [table.tableArn],
+          }),
+          ...bucket.statements,
+        ],
+      },
+      BACKUP_EXPORT_ACCESS,
+    );
+    this.acknowledgeWildcardAtSynth(
+      this.policyOf(fn, "backup export"),
+      bucket.objects,
+      `The backup objects under ${BACKUP_PREFIX} in the backup bucket: every export writes new objects named by its ` +
+        "backup id (<backupId>/manifest.json, <backupId>/events-<n>...), chosen at run time, so their ARNs cannot be " +
+        "listed; the prefix keeps the grant off anything else in the bucket, and no delete or retention action is given.",
+    );
+
+    const schedules =
+      config.backupSchedule === undefined
+        ? []
+        : this.schedules({
+            id: "Backup",
+            target: { fn },
+            schedule: config.backupSchedule,
+            input: (workspaceId) => ({ workspaceId, kind: "full" }),
+            description: (workspaceId) => `full backup export of workspace ${workspaceId}`,
+            retryAttempts: BACKUP_SCHEDULE_RETRY_ATTEMPTS,
+            maxEventAge: BACKUP_SCHEDULE_MAX_EVENT_AGE,
+          });
+
+    new CfnOutput(this, "BackupExportFunctionName", {
+      description:
+        'Backup export: invoke with {"workspaceId": "<id>", "kind": "full"} (or without workspaceId: the whole ' +
+        'table; {"kind": "incremental", "baseBackupId": "<id>"} for an increment); answers the backup id',
+      value: fn.functionName,
+    });
+    new CfnOutput(this, "BackupExportRoleArn", {
+      description:
+        "Role of the backup export (creates and uses the backup signing key in the vault): list it in amk:vaultWriterRoleArns",
+      value: fn.role!.roleArn,
+    });
+    return { fn, schedules };
+  }
+
+  /**
+   * The restoration test: its function (an HSM function: `runRestorationTestHandler` of
+   * functions/restoration/handler.ts) with the grants of `RESTORATION_TEST_ACCESS`, its scratch tables
+   * (`<table>-scratch-<12 hex>`, created, used and deleted by it) and read access to the backups; the state machine
+   * (level ALL, no execution data, traced) and the schedules.
+   */
+  private createRestorationTest(): {
+    workflow: RestorationWorkflow;
+    run: NodejsFunction;
+    schedules: Schedule[];
+  } {
+    const { config } = this;
+    const { table } = this.eventStore;
+    const scratchPrefix = `${table.tableName}${SCRATCH_TABLE_SUFFIX}`;
+    // `?` matches exactly one character: the random part of the name, so neither the live table nor an index ARN of
+    // a scratch table (".../index/...") matches the table pattern; the indexes are named one by one.
+    const scratchTables = this.formatArn({
+      service: "dynamodb",
+      resource: "table",
+      resourceName: `${scratchPrefix}-${"?".repeat(SCRATCH_TABLE_ID_LENGTH)}`,
+      arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+    });
+    const bucket = this.backupBucketAccess("Read", BACKUP_READ_ACTIONS, BACKUP_KEY_READ_ACTIONS);
+    const run = this.accessFunction(
+      {
+        id: "RestorationTestRun",
+        name: "restoration-test",
+        entry: { file: "restoration/handler.ts", handler: "runRestorationTestHandler" },
+        description:
+          "Restoration test: restores the newest backup into a scratch table, decrypts canaries and a sample with the kit",
+        // The restore of a workspace of 100,000 documents, then Argon2id of the kit's drill slot (64 MiB and more).
+        memorySize: BACKUP_FUNCTION_MEMORY_MB,
+        timeout: BACKUP_FUNCTION_TIMEOUT,
+        roleName: restorationTestRoleName(config),
+        environment: { ...bucket.environment, AMK_SCRATCH_TABLE_PREFIX: scratchPrefix },
+        statements: [
+          new PolicyStatement({
+            sid: "ManageScratchTables",
+            actions: SCRATCH_TABLE_MANAGE_ACTIONS,
+            resources: [scratchTables],
+          }),
+          new PolicyStatement({
+            sid: "UseScratchTables",
+            actions: SCRATCH_TABLE_DATA_ACTIONS,
+            resources: [scratchTables],
+          }),
+          new PolicyStatement({
+            sid: "QueryScratchCensusIndexes",
+            actions: EVENT_STORE_INDEX_ACTIONS,
+            resources: EVENT_STORE_SCHEMA.censusIndexes.map((i) => `${scratchTables}/index/${i.indexName}`),
+          }),
+          ...bucket.statements,
+        ],
+      },
+      RESTORATION_TEST_ACCESS,
+    );
+    this.acknowledgeWildcardAtSynth(
+      this.policyOf(run, "restoration test"),
+      bucket.objects,
+      `The backup objects under ${BACKUP_PREFIX} in the backup bucket, read only (s3:GetObject): the test finds the ` +
+        "newest backup of the workspace and reads its manifest and files, named by backup ids chosen at export time, " +
+        "so their ARNs cannot be listed; the prefix keeps the grant off anything else in the bucket.",
+    );
+
+    const logGroup = new LogGroup(this, "RestorationWorkflowLogs", {
+      retention: RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    // Level ALL without execution data and X-Ray on, as the construct sets them with a log group.
+    const workflow = new RestorationWorkflow(this, "RestorationWorkflow", { run, logGroup });
+    const stateMachine = workflow.stateMachine;
+    this.acknowledgeStateMachineRole(stateMachine, "restoration", { run });
+
+    const schedules =
+      config.restorationSchedule === undefined
+        ? []
+        : this.schedules({
+            id: "Restoration",
+            target: { stateMachine },
+            schedule: config.restorationSchedule,
+            input: (workspaceId) => ({ workspaceId, trigger: "schedule" }),
+            description: (workspaceId) => `restoration test of workspace ${workspaceId}`,
+            retryAttempts: RESTORATION_SCHEDULE_RETRY_ATTEMPTS,
+            maxEventAge: RESTORATION_SCHEDULE_MAX_EVENT_AGE,
+          });
+
+    new CfnOutput(this, "RestorationStateMachineArn", {
+      description:
+        'Restoration test workflow: start an execution with input {"workspaceId": "<id>", "trigger": "on-demand", ' +
+        '"backupId": "<optional backup id, default the newest>", "sampleSize": <optional number>}',
+      value: stateMachine.stateMachineArn,
+    });
+    new CfnOutput(this, "RestorationTestRunRoleArn", {
+      description:
+        "Role of the restoration test function (reads kits, and the backup signing key, from the vault): list it in amk:unlockRoleArns",
       value: run.role!.roleArn,
     });
     return { workflow, run, schedules };
@@ -1043,9 +1409,10 @@ export class StatelessStack extends Stack {
     ];
     const environment: Record<string, string> = { AMK_EVENT_TABLE: table.tableName };
     const hsm = p.hsm ?? true;
-    if (hsm) {
+    if (hsm || access.vault !== undefined) {
       // The handlers build the vault client in every function that opens the HSM (functions/shared/vault.ts needs
-      // its region to start); only those with `access.vault` may call it. Default: the service's region.
+      // its region to start), and a function without the HSM that uses the vault (the export) needs it too; only
+      // those with `access.vault` may call it. Default: the service's region.
       environment.AMK_VAULT_REGION = config.vault.region ?? this.region;
     }
 
@@ -1179,12 +1546,14 @@ export class StatelessStack extends Stack {
   }
 
   /**
-   * One EventBridge Scheduler schedule per workspace starting `stateMachine`, in a group of their own
-   * (`amk-<env>-<id lower-cased>`): the scheduler role CDK makes is trusted for schedules of that group only.
+   * One EventBridge Scheduler schedule per workspace, starting `target.stateMachine` or invoking `target.fn`
+   * (asynchronously), in a group of their own (`amk-<env>-<id lower-cased>`): the scheduler role is trusted for
+   * schedules of that group only. A state machine's role is CDK's (states:StartExecution on it); a function's is made
+   * here, so that its `lambda:InvokeFunction` on "<function ARN>:*" (as `grantInvoke` writes it) can be acknowledged.
    */
   private schedules(p: {
     id: string;
-    stateMachine: StateMachine;
+    target: { readonly stateMachine: StateMachine } | { readonly fn: NodejsFunction };
     schedule: ScheduleConfig;
     input: (workspaceId: string) => Record<string, string>;
     description: (workspaceId: string) => string;
@@ -1197,19 +1566,76 @@ export class StatelessStack extends Stack {
       // Stateless: deleted with the stack (and its schedules with it), so that a redeploy can create it again.
       removalPolicy: RemovalPolicy.DESTROY,
     });
-    return p.schedule.workspaceIds.map(
+    const delivery = { retryAttempts: p.retryAttempts, maxEventAge: p.maxEventAge };
+    let target: (input: ScheduleTargetInput) => IScheduleTarget;
+    let role: Role | undefined;
+    if ("stateMachine" in p.target) {
+      const { stateMachine } = p.target;
+      target = (input) => new StepFunctionsStartExecution(stateMachine, { input, ...delivery });
+    } else {
+      const { fn } = p.target;
+      const schedulerRole = new Role(this, `${p.id}SchedulerRole`, {
+        description: `ArquivoMate Keys (${config.environment}): EventBridge Scheduler, schedules of ${group.scheduleGroupName}`,
+        // As CDK writes it for the roles it makes: this account's schedules of this group only.
+        assumedBy: new ServicePrincipal("scheduler.amazonaws.com", {
+          conditions: {
+            StringEquals: { "aws:SourceAccount": this.account, "aws:SourceArn": group.scheduleGroupArn },
+          },
+        }),
+      });
+      role = schedulerRole;
+      target = (input) => new LambdaInvoke(fn, { input, role: schedulerRole, ...delivery });
+    }
+    const schedules = p.schedule.workspaceIds.map(
       (workspaceId) =>
         new Schedule(this, `${p.id}Schedule-${workspaceId}`, {
           description: `ArquivoMate Keys (${config.environment}): ${p.description(workspaceId)}`,
           schedule: ScheduleExpression.expression(p.schedule.expression),
           scheduleGroup: group,
-          target: new StepFunctionsStartExecution(p.stateMachine, {
-            input: ScheduleTargetInput.fromObject(p.input(workspaceId)),
-            retryAttempts: p.retryAttempts,
-            maxEventAge: p.maxEventAge,
-          }),
+          target: target(ScheduleTargetInput.fromObject(p.input(workspaceId))),
         }),
     );
+    if (role !== undefined && "fn" in p.target) {
+      const cfnPolicy = role.node.tryFindChild("DefaultPolicy")?.node.defaultChild as CfnElement | undefined;
+      if (cfnPolicy === undefined) throw new Error(`the ${p.id} scheduler role has no default policy`);
+      Validations.of(cfnPolicy).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${flattenForNag(this.resolve(p.target.fn.functionArn))}:*]`,
+        reason:
+          `lambda:InvokeFunction on the versions and aliases of the ${p.target.fn.node.id} function (its ARN ` +
+          'followed by ":*"), as the scheduler\'s LambdaInvoke target grants it; the role invokes no other function.',
+      });
+    }
+    return schedules;
+  }
+
+  /**
+   * cdk-nag IAM5 for a resource pattern that holds a value of the stateful stack (the backup bucket's ARN): that
+   * value only takes its final form in this stack (a weak reference, `Fn::GetStackOutput`) when the app is prepared
+   * for synthesis, so the finding's id is worked out then, in the validation phase that comes before cdk-nag, and
+   * acknowledged on `policy` with `reason`. For a literal resource the id is the same as at construction time.
+   */
+  private acknowledgeWildcardAtSynth(policy: CfnResource, resource: string, reason: string): void {
+    let acknowledged = false;
+    this.node.addValidation({
+      validate: () => {
+        if (!acknowledged) {
+          acknowledged = true;
+          const id = `AwsSolutions-IAM5[Resource::${flattenForNag(this.resolve(resource))}]`;
+          Validations.of(policy).acknowledge({ id, reason });
+          // cdk-nag copied the acknowledgements into the template's `cdk_nag` metadata earlier (an aspect): add this
+          // one there too, so that its reason travels with what is deployed like the others'.
+          const written = policy.getMetadata("cdk_nag") as
+            { rules_to_suppress?: { id: string; reason: string }[] } | undefined;
+          if (written !== undefined) {
+            policy.addMetadata("cdk_nag", {
+              ...written,
+              rules_to_suppress: [...(written.rules_to_suppress ?? []), { id, reason }],
+            });
+          }
+        }
+        return [];
+      },
+    });
   }
 
   /** A function that opens the HSM (see `createFunction`). */

@@ -17,6 +17,10 @@
  *   and factor secrets and read kits; unlock roles read factor secrets and kits. Never `DeleteSecret`, never
  *   `UntagResource`, no resource outside `arn:<partition>:secretsmanager:<vaultRegion>:<vaultAccount>:secret:amk/`.
  *   A secret may only be created with the vault key and tagged `amk:vault` = `kits` or `factors` by its name.
+ *   One more secret, by its exact name: the backup signing key `amk/backup/signing-key` (Ed25519, PKCS#8; the export
+ *   function creates it on its first export, untagged, with the vault key), written by writers, read by writers (the
+ *   exporter signs with it) and unlock roles (the restoration test derives the public keys of its versions from it
+ *   when they are not pinned with `amk:backupPublicKeys`).
  *
  * With no configured role (`amk:vaultWriterRoleArns`, `amk:unlockRoleArns` both empty: there are no kit or unlock
  * functions yet) the role trusts only the vault account root, without `sts:TagSession`: a placeholder whose sessions
@@ -42,6 +46,7 @@ import {
 } from "aws-cdk-lib/aws-iam";
 import { Key } from "aws-cdk-lib/aws-kms";
 import type { Construct } from "constructs";
+import { BACKUP_SIGNING_KEY_SECRET } from "../../core/backup/signing.js";
 import type { AmkConfig } from "./config.js";
 import { vaultAccessRoleName } from "./names.js";
 
@@ -98,10 +103,13 @@ export const VAULT_SECRET_NAMES = {
   all: "amk/*",
   kits: "amk/*/kit",
   factors: "amk/*/factor/*",
+  /** Not a pattern: the one backup signing key (`BACKUP_SIGNING_KEY_SECRET` of core/backup). */
+  backupSigningKey: BACKUP_SIGNING_KEY_SECRET,
 } as const;
 /** The same as the end of an existing secret's ARN, which Secrets Manager suffixes with `-` and 6 characters. */
 const KIT_SECRET_ARN_SUFFIX = "amk/*/kit-??????";
 const FACTOR_SECRET_ARN_SUFFIX = "amk/*/factor/*";
+const BACKUP_SIGNING_KEY_ARN_SUFFIX = `${VAULT_SECRET_NAMES.backupSigningKey}-??????`;
 
 export interface VaultStackProps extends StackProps {
   readonly config: AmkConfig;
@@ -128,6 +136,7 @@ export class VaultStack extends Stack {
     const anyVaultSecret = secretArn(VAULT_SECRET_NAMES.all);
     const kitSecrets = secretArn(KIT_SECRET_ARN_SUFFIX);
     const factorSecrets = secretArn(FACTOR_SECRET_ARN_SUFFIX);
+    const backupSigningKey = secretArn(BACKUP_SIGNING_KEY_ARN_SUFFIX);
 
     this.accessRole = new Role(this, "VaultAccessRole", {
       roleName: vaultAccessRoleName(props.config),
@@ -264,6 +273,34 @@ export class VaultStack extends Stack {
         tagStatement("TagFactorSecrets", factors),
         useStatement("WriteFactorSecrets", VAULT_ACTIONS.write, factorSecrets, factors, writer),
         useStatement("ReadFactorSecrets", VAULT_ACTIONS.read, factorSecrets, factors, unlock),
+        // The backup signing key: one secret by its exact name, created untagged on the first export (the vault
+        // adapter tags kits and factor secrets only), never deleted; no other secret can match these statements.
+        new PolicyStatement({
+          sid: "CreateBackupSigningKey",
+          actions: [...VAULT_ACTIONS.create],
+          resources: [anyVaultSecret],
+          conditions: {
+            StringEquals: {
+              ...caller(writer),
+              "secretsmanager:Name": VAULT_SECRET_NAMES.backupSigningKey,
+            },
+            ArnEquals: { "secretsmanager:KmsKeyArn": this.key.keyArn },
+            // Created without tags: no amk:vault class can be claimed for it.
+            Null: { "aws:TagKeys": "true" },
+          },
+        }),
+        new PolicyStatement({
+          sid: "WriteBackupSigningKey",
+          actions: [...VAULT_ACTIONS.write],
+          resources: [backupSigningKey],
+          conditions: { StringEquals: caller(writer) },
+        }),
+        new PolicyStatement({
+          sid: "ReadBackupSigningKey",
+          actions: [...VAULT_ACTIONS.read],
+          resources: [backupSigningKey],
+          conditions: { StringEquals: caller(writer, unlock) },
+        }),
       ],
     });
 

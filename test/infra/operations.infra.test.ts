@@ -17,9 +17,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { Duration, Validations, type CfnElement, type Stack } from "aws-cdk-lib";
+import { Validations, type CfnElement, type Stack } from "aws-cdk-lib";
 import { Annotations, Match, Template } from "aws-cdk-lib/assertions";
-import { StateMachine } from "aws-cdk-lib/aws-stepfunctions";
 import type { IConstruct } from "constructs";
 import { createApp, type AmkApp } from "../../infra/bin/app.js";
 import { CONTEXT_KEYS, InvalidInfraConfigError, scheduleIntervalMinutes } from "../../infra/lib/config.js";
@@ -78,7 +77,10 @@ const PRODUCTION = {
   "amk:unlockRefusalThreshold": 3,
 };
 
-/** Every function by the suffix of its POWERTOOLS_SERVICE_NAME; all open the HSM but the token authorizer. */
+/**
+ * Every function by the suffix of its POWERTOOLS_SERVICE_NAME; all open the HSM but the token authorizer and the
+ * backup export.
+ */
 const FUNCTION_NAMES = [
   "hsm-health",
   "generate-data-keys",
@@ -100,8 +102,11 @@ const FUNCTION_NAMES = [
   "recovery-unlock",
   "drill",
   "token-authorizer",
+  "backup-export",
+  "restoration-test",
 ];
-const HSM_FUNCTIONS = FUNCTION_NAMES.filter((n) => n !== "token-authorizer");
+const NO_HSM = ["token-authorizer", "backup-export"];
+const HSM_FUNCTIONS = FUNCTION_NAMES.filter((n) => !NO_HSM.includes(n));
 const TRACING_STATEMENT = {
   Action: ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
   Effect: "Allow",
@@ -257,7 +262,7 @@ describe("production configuration", () => {
     const endpointSg = () =>
       logicalIdIn(amk.stateless, amk.stateless.network!.endpointSecurityGroup as unknown as IConstruct);
 
-    it("places every HSM function in the cluster's subnets with its own security group; the authorizer outside", () => {
+    it("places every HSM function in the cluster's subnets with its own security group; the authorizer and the export outside", () => {
       for (const name of HSM_FUNCTIONS) {
         assert.deepEqual(
           f.functionOf(name).props.VpcConfig,
@@ -268,7 +273,7 @@ describe("production configuration", () => {
           name,
         );
       }
-      assert.equal(f.functionOf("token-authorizer").props.VpcConfig, undefined);
+      for (const name of NO_HSM) assert.equal(f.functionOf(name).props.VpcConfig, undefined, name);
     });
 
     it("lets the functions' security group out to the HSM ports, the endpoints and DynamoDB only; no way in", () => {
@@ -349,13 +354,14 @@ describe("production configuration", () => {
         "cloudhsmv2", // with amk:hsmClusterId: the drill's backup check
         "events",
         "logs",
+        "s3", // the restoration test reads the backups
         "secretsmanager",
         "sns",
         "states",
         "sts",
         "xray",
       ]);
-      assert.equal(Object.keys(INTERFACE_ENDPOINTS).length, 7);
+      assert.equal(Object.keys(INTERFACE_ENDPOINTS).length, 8);
       for (const e of endpoints) {
         assert.equal(e.PrivateDnsEnabled, true);
         assert.deepEqual(
@@ -369,7 +375,7 @@ describe("production configuration", () => {
     it("lets Lambda manage the network interfaces with each HSM role, and denies them to the function's code", () => {
       for (const name of FUNCTION_NAMES) {
         const statements = f.roleStatements(name).filter((st) => st.Sid?.includes("NetworkInterfaces"));
-        if (name === "token-authorizer") {
+        if (NO_HSM.includes(name)) {
           assert.deepEqual(statements, [], name);
           continue;
         }
@@ -399,11 +405,18 @@ describe("production configuration", () => {
         const acks = policy.node.metadata
           .filter((m) => m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY)
           .flatMap((m) => Object.entries(m.data as Record<string, string>));
+        const backupFunction = fn === amk.stateless.backupExport || fn === amk.stateless.restorationTestRun;
         assert.deepEqual(
           acks.map(([id]) => id),
-          ["Annotation::AwsSolutions-IAM5[Resource::*]"],
+          [
+            "Annotation::AwsSolutions-IAM5[Resource::*]",
+            // The backup objects (an imported bucket here would be literal; this one is the stateful stack's).
+            ...(backupFunction ? [acks[1]![0]] : []),
+          ],
         );
-        if (fn === amk.stateless.tokenAuthorizer) assert.doesNotMatch(acks[0]![1], /network interfaces/);
+        if (backupFunction) assert.match(acks[1]![0], /\/backups\/\*\]$/);
+        if (fn === amk.stateless.tokenAuthorizer || fn === amk.stateless.backupExport)
+          assert.doesNotMatch(acks[0]![1], /network interfaces/);
         else
           assert.match(
             acks[0]![1],
@@ -480,7 +493,7 @@ describe("production configuration", () => {
       const machines = Object.entries(template.Resources)
         .filter(([, r]) => r.Type === "AWS::StepFunctions::StateMachine")
         .map(([id]) => id);
-      assert.equal(machines.length, 3);
+      assert.equal(machines.length, 4);
       for (const id of machines) {
         const { asl } = aslFromTemplate(template, id);
         const result = validateAsl(structuredClone(asl), { checkPaths: true, checkArn: true });
@@ -538,7 +551,7 @@ describe("default configuration (cdk.json): no VPC", () => {
       const machines = Object.values(f.resources).filter(
         (r) => r.Type === "AWS::StepFunctions::StateMachine",
       );
-      assert.equal(machines.length, 3);
+      assert.equal(machines.length, 4);
       for (const sm of machines) {
         const p = sm.Properties as {
           LoggingConfiguration: { Level: string; IncludeExecutionData: boolean; Destinations: unknown[] };
@@ -714,8 +727,9 @@ describe("default configuration (cdk.json): no VPC", () => {
 
     it("sends every alarm to the alert topic, and names it amk-<env>-...", () => {
       const alarms = Object.entries(f.alarms);
-      // drill-failed, rotation-failed, recovery-failed, unlock-refusals, two queues, errors and throttles of 20.
-      assert.equal(alarms.length, 4 + 2 + 2 * FUNCTION_NAMES.length);
+      // drill-failed, rotation-failed, recovery-failed, unlock-refusals, restoration-test-failed, two queues, errors
+      // and throttles of 22 (no schedules: no drill-missing, no restoration-test-missing).
+      assert.equal(alarms.length, 5 + 2 + 2 * FUNCTION_NAMES.length);
       for (const [name, alarm] of alarms) {
         assert.match(name, /^amk-test-/);
         assert.deepEqual((alarm.AlarmActions as Json[]).map(f.resolve), [f.topicRef], name);
@@ -726,6 +740,11 @@ describe("default configuration (cdk.json): no VPC", () => {
         undefined,
         "no drill schedule, no drill-missing alarm",
       );
+      assert.equal(
+        f.alarms["amk-test-restoration-test-missing"],
+        undefined,
+        "no restoration schedule, no restoration-test-missing alarm",
+      );
     });
 
     it("drill-failed, rotation-failed, recovery-failed: failed + timed-out executions of their state machine > 0", () => {
@@ -733,6 +752,7 @@ describe("default configuration (cdk.json): no VPC", () => {
         ["amk-test-drill-failed", amk.stateless.drillWorkflow.stateMachine],
         ["amk-test-rotation-failed", amk.stateless.rotationWorkflow.stateMachine],
         ["amk-test-recovery-failed", amk.stateless.recoveryWorkflow.stateMachine],
+        ["amk-test-restoration-test-failed", amk.stateless.restorationWorkflow.stateMachine],
       ] as const) {
         const alarm = f.alarms[name]!;
         const dimensions = [{ Name: "StateMachineArn", Value: f.stateMachineRef(sm) }];
@@ -920,12 +940,14 @@ describe("default configuration (cdk.json): no VPC", () => {
         "UnlockRefusalsByCode",
         "Function errors",
         "ApproximateNumberOfMessagesVisible",
+        "Restoration tests",
       ])
         assert.ok(body.includes(text), text);
       for (const sm of [
         amk.stateless.drillWorkflow,
         amk.stateless.recoveryWorkflow,
         amk.stateless.rotationWorkflow,
+        amk.stateless.restorationWorkflow,
       ])
         assert.ok(body.includes(JSON.stringify(f.stateMachineRef(sm.stateMachine))), sm.node.id);
       for (const name of FUNCTION_NAMES)
@@ -952,7 +974,12 @@ describe("default configuration (cdk.json): no VPC", () => {
         .map(([id]) => id);
       assert.deepEqual(
         ids.sort(),
-        [amk.stateless.rotationWorkflow, amk.stateless.recoveryWorkflow, amk.stateless.drillWorkflow]
+        [
+          amk.stateless.rotationWorkflow,
+          amk.stateless.recoveryWorkflow,
+          amk.stateless.drillWorkflow,
+          amk.stateless.restorationWorkflow,
+        ]
           .map((w) => logicalIdIn(amk.stateless, w.stateMachine))
           .sort(),
       );
@@ -975,31 +1002,24 @@ describe("default configuration (cdk.json): no VPC", () => {
   });
 });
 
-describe("restoration test hook", () => {
-  it("addRestorationTestAlarms adds the failed and missing alarms to the topic and the dashboard", () => {
-    const { amk } = synthApp({ "amk:environment": "test" });
-    const restoration = StateMachine.fromStateMachineArn(
-      amk.stateless,
-      "RestorationTest",
-      "arn:aws:states:eu-central-1:123456789012:stateMachine:amk-test-restoration",
-    );
-    const alarms = amk.stateless.addRestorationTestAlarms(restoration, { missingAfter: Duration.hours(50) });
-    assert.equal(alarms.length, 2);
+describe("restoration test alarms (addRestorationTestAlarms, wired to the restoration workflow)", () => {
+  it("raises restoration-test-failed and, with the schedule, restoration-test-missing on the topic and the dashboard", () => {
+    const { amk } = synthApp({ "amk:environment": "test", "amk:drillWorkspaces": ["ws-1"] });
     amk.app.synth();
     const f = fixture(amk);
+    assert.equal(amk.stateless.restorationAlarms.length, 2);
     const dimensions = [
-      {
-        Name: "StateMachineArn",
-        Value: "arn:aws:states:eu-central-1:123456789012:stateMachine:amk-test-restoration",
-      },
+      { Name: "StateMachineArn", Value: f.stateMachineRef(amk.stateless.restorationWorkflow.stateMachine) },
     ];
     const failed = f.alarms["amk-test-restoration-test-failed"]!;
     assert.ok(JSON.stringify(failed.Metrics).includes(JSON.stringify(dimensions)));
     assert.ok(JSON.stringify(failed.Metrics).includes("ExecutionsFailed"));
     const missing = f.alarms["amk-test-restoration-test-missing"]!;
+    // The default schedule, rate(6 days): 144 h between tests, plus 4 h of slack.
+    assert.equal(amk.config.alarms.restorationMissingAfterHours, 148);
     assert.deepEqual(
       [missing.MetricName, missing.Dimensions, missing.EvaluationPeriods, missing.TreatMissingData],
-      ["ExecutionsSucceeded", dimensions, 50, "breaching"],
+      ["ExecutionsSucceeded", dimensions, 148, "breaching"],
     );
     for (const alarm of [failed, missing])
       assert.deepEqual((alarm.AlarmActions as Json[]).map(f.resolve), [f.topicRef]);
@@ -1008,7 +1028,8 @@ describe("restoration test hook", () => {
         .DashboardBody,
     );
     assert.ok(body.includes("Restoration tests"));
-    assert.ok(body.includes(logicalIdIn(amk.stateless, amk.stateless.monitoring.alarms.at(-1)!)));
+    for (const alarm of amk.stateless.restorationAlarms)
+      assert.ok(body.includes(logicalIdIn(amk.stateless, alarm)), alarm.node.id);
   });
 });
 

@@ -178,6 +178,8 @@ function fixture(amk: AmkApp) {
     RecoveryUnlock: s.recoveryUnlock,
     DrillRun: s.drillRun,
     TokenAuthorizer: s.tokenAuthorizer,
+    BackupExport: s.backupExport,
+    RestorationTestRun: s.restorationTestRun,
   };
   return {
     stateless,
@@ -215,7 +217,8 @@ describe("recovery and drill, default configuration", () => {
 
   describe("state machines", () => {
     it("has the recovery and drill state machines: Standard, traced, level ALL without execution data, own logs", () => {
-      f.stateless.resourceCountIs("AWS::StepFunctions::StateMachine", 3);
+      // With the rotation's and the restoration test's (rotation-workflow and backups.infra.test.ts).
+      f.stateless.resourceCountIs("AWS::StepFunctions::StateMachine", 4);
       for (const [workflow, sm, logs] of [
         ["RecoveryWorkflow", amk.stateless.recoveryWorkflow.stateMachine, "RecoveryWorkflowLogs"],
         ["DrillWorkflow", amk.stateless.drillWorkflow.stateMachine, "DrillWorkflowLogs"],
@@ -251,7 +254,7 @@ describe("recovery and drill, default configuration", () => {
 
     it("carries no passphrase, code, TOTP, factor or secret in any state machine definition", () => {
       const machines = Object.entries(f.stateless.findResources("AWS::StepFunctions::StateMachine"));
-      assert.equal(machines.length, 3);
+      assert.equal(machines.length, 4);
       for (const [id, r] of machines) {
         // The definition as deployed (references flattened) and as the local runner reads it.
         const text = String(f.flat((r as Resource).Properties.DefinitionString));
@@ -446,6 +449,13 @@ describe("recovery and drill, default configuration", () => {
         [recoveryFn("complete"), "amk-test-recovery-complete", "writer", "RecoveryCompleteRoleArn"],
         [amk.stateless.recoveryUnlock, "amk-test-recovery-unlock", "unlock", "RecoveryUnlockRoleArn"],
         [amk.stateless.drillRun, "amk-test-drill-run", "unlock", "DrillRunRoleArn"],
+        [amk.stateless.backupExport, "amk-test-backup-export", "writer", "BackupExportRoleArn"],
+        [
+          amk.stateless.restorationTestRun,
+          "amk-test-restoration-test",
+          "unlock",
+          "RestorationTestRunRoleArn",
+        ],
       ] as const) {
         const roleId = f.roleOf(fn);
         assert.equal((f.stateless.toJSON().Resources[roleId] as Resource).Properties.RoleName, roleName);
@@ -475,6 +485,8 @@ describe("recovery and drill, default configuration", () => {
           recoveryFn("complete"),
           amk.stateless.recoveryUnlock,
           amk.stateless.drillRun,
+          amk.stateless.backupExport,
+          amk.stateless.restorationTestRun,
         ].map((fn) => f.roleOf(fn)),
       );
       users.add(f.roleOf(amk.stateless.rotationFunctions.complete));
@@ -548,6 +560,7 @@ describe("recovery and drill, default configuration", () => {
         "RecoveryFailure",
         "RecoveryUnlock",
         "DrillRun",
+        "RestorationTestRun",
       ]);
       for (const [id, fn] of Object.entries(f.functions)) {
         const statements = statementsOfRole(f.stateless, f.roleOf(fn));
@@ -573,9 +586,14 @@ describe("recovery and drill, default configuration", () => {
       }
     });
 
-    it("gives no function a wildcard action or resource (without an HSM cluster)", () => {
+    it("gives no function a wildcard action or resource (without an HSM cluster; but the backup objects)", () => {
       for (const [id, fn] of Object.entries(f.functions)) {
         for (const st of statementsOfRole(f.stateless, f.roleOf(fn))) {
+          // The backup functions' objects under backups/ (backups.infra.test.ts).
+          if (st.Sid === "WriteBackups" || st.Sid === "ReadBackups") {
+            assert.match(String(f.flat(st.Resource)), /\/backups\/\*$/, id);
+            continue;
+          }
           assert.ok(!JSON.stringify(st.Resource).includes("*"), `${id}: ${JSON.stringify(st.Resource)}`);
           assert.ok(!actionsOf(st).some((a) => a.includes("*")), `${id}: ${JSON.stringify(st.Action)}`);
         }
@@ -728,9 +746,10 @@ describe("recovery and drill, configured (drill workspaces, alert emails, bus, u
   it("starts the drill state machine once per workspace, with the schedule trigger, in its own group", () => {
     const sm = logicalIdIn(amk.stateless, amk.stateless.drillWorkflow.stateMachine);
     const group = logicalIdIn(amk.stateless, amk.stateless.node.findChild("DrillSchedules"));
-    const schedules = Object.values(f.stateless.findResources("AWS::Scheduler::Schedule")).map(
-      (r) => (r as Resource).Properties as { Target: Record<string, Json> } & Record<string, Json>,
-    );
+    // The drill's schedules (the same workspaces also get backup and restoration schedules: backups.infra.test.ts).
+    const schedules = Object.values(
+      f.stateless.findResources("AWS::Scheduler::Schedule", { Properties: { GroupName: "amk-prod-drill" } }),
+    ).map((r) => (r as Resource).Properties as { Target: Record<string, Json> } & Record<string, Json>);
     assert.deepEqual(
       schedules
         .map((s) => JSON.parse(s.Target.Input as string) as unknown)
@@ -774,7 +793,9 @@ describe("recovery and drill, configured (drill workspaces, alert emails, bus, u
   it("uses the default drill schedule, rate(1 day), when only the workspaces are given", () => {
     const { amk: other } = synthApp({ "amk:drillWorkspaces": "ws-1" });
     const schedules = Object.values(
-      Template.fromStack(other.stateless).findResources("AWS::Scheduler::Schedule"),
+      Template.fromStack(other.stateless).findResources("AWS::Scheduler::Schedule", {
+        Properties: { GroupName: "amk-dev-drill" },
+      }),
     );
     assert.deepEqual(
       schedules.map((r) => (r as Resource).Properties.ScheduleExpression),
@@ -839,10 +860,14 @@ describe("recovery and drill, configured (drill workspaces, alert emails, bus, u
         Condition: { StringEquals: { "aws:RequestedRegion": ["eu-central-1", "eu-west-1"] } },
       },
     ]);
-    // The only "*" resource of any function role.
+    // The only "*" resource of any function role (the backup objects' "<bucket>/backups/*" is a pattern, not "*").
     for (const [id, fn] of Object.entries(f.functions)) {
       for (const st of statementsOfRole(f.stateless, f.roleOf(fn))) {
         if (st.Sid === "DescribeHsmBackups") continue;
+        if (st.Sid === "WriteBackups" || st.Sid === "ReadBackups") {
+          assert.match(String(f.flat(st.Resource)), /\/backups\/\*$/, id);
+          continue;
+        }
         assert.ok(!JSON.stringify(st.Resource).includes("*"), `${id}: ${JSON.stringify(st.Resource)}`);
       }
     }

@@ -143,7 +143,7 @@ describe("rotation workflow, default configuration (no schedule)", () => {
 
   describe("state machine", () => {
     it("is the workflow's StateMachine, Standard, traced, logging every state without execution data", () => {
-      stateless.resourceCountIs("AWS::StepFunctions::StateMachine", 3); // with the recovery's and the drill's
+      stateless.resourceCountIs("AWS::StepFunctions::StateMachine", 4); // with the recovery's, the drill's and the restoration test's
       const sm = amk.stateless.rotationWorkflow.stateMachine;
       assert.equal(sm.node.path, "amk-test-stateless/RotationWorkflow/StateMachine");
       const props = (stateless.toJSON().Resources[logicalIdIn(amk.stateless, sm)] as Resource).Properties;

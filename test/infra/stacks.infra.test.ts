@@ -5,8 +5,9 @@
  * fully configured production-like shape (layer, secret by complete ARN, account/region; bundling skipped). A third,
  * deliberately non-compliant app proves that cdk-nag really runs and fails the synth. The rotation workflow's own
  * resources (state machine, its grants per step, the schedule) are tested in rotation-workflow.infra.test.ts, the
- * recovery and drill workflows', the alert topic and the token authorizer's in recovery-drill.infra.test.ts; here
- * their functions are checked with the others for what every function shares.
+ * recovery and drill workflows', the alert topic and the token authorizer's in recovery-drill.infra.test.ts, the
+ * backup export's and the restoration test's in backups.infra.test.ts; here their functions are checked with the
+ * others for what every function shares.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
@@ -21,6 +22,7 @@ import type { IConstruct } from "constructs";
 import { createApp, type AmkApp } from "../../infra/bin/app.js";
 import { InvalidInfraConfigError } from "../../infra/lib/config.js";
 import { ESM_REQUIRE_BANNER } from "../../infra/lib/stateless-stack.js";
+import { flattenForNag } from "../../infra/lib/vault-stack.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CDK_JSON_CONTEXT = (
@@ -50,9 +52,11 @@ const NAMES = [
   "recovery-unlock",
   "drill",
   "token-authorizer",
+  "backup-export",
+  "restoration-test",
 ] as const;
 /** The functions that do not open the HSM (no PKCS#11 settings, layer or PIN secret). */
-const NO_HSM = new Set<string>(["token-authorizer"]);
+const NO_HSM = new Set<string>(["token-authorizer", "backup-export"]);
 /** The functions of functions/recovery/handlers.ts (one shared bundle). */
 const RECOVERY_STEPS = NAMES.filter((n) => n.startsWith("recovery-") && n !== "recovery-unlock");
 /** The construct ids of the rotation functions (the state machine's Task -> function mapping). */
@@ -80,6 +84,8 @@ const HANDLERS: Record<string, string> = {
   "recovery-complete": "completeHandler",
   "recovery-failure": "failureHandler",
   drill: "runDrillHandler",
+  "backup-export": "exportHandler",
+  "restoration-test": "runRestorationTestHandler",
 };
 /** The construct ids of the functions outside the rotation workflow added with the recovery and the drill. */
 const RECOVERY_IDS = [
@@ -94,6 +100,8 @@ const RECOVERY_IDS = [
   "DrillRun",
   "TokenAuthorizer",
 ];
+/** The construct ids of the backup functions (backups.infra.test.ts). */
+const BACKUP_IDS = ["BackupExport", "RestorationTestRun"];
 
 const outdirs: string[] = [];
 function synthApp(context: Record<string, unknown>): { amk: AmkApp; outdir: string } {
@@ -267,7 +275,20 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         census,
       ]),
       ...invokeVersionsOf(policyOf("DrillWorkflow"), [amk.stateless.drillRun]),
+      ...invokeVersionsOf(policyOf("RestorationWorkflow"), [amk.stateless.restorationTestRun]),
     ];
+    // The backup objects under backups/ (one pattern per backup function), acknowledged as the template holds it:
+    // the bucket's ARN read from the stateful stack.
+    const backupObjects = (fn: IConstruct & { role?: IConstruct }, sid: string) => {
+      const policy = fn.role!.node.findChild("DefaultPolicy").node.defaultChild as CfnElement;
+      const statements = (stateless.toJSON().Resources[amk.stateless.getLogicalId(policy)] as PolicyResource)
+        .Properties.PolicyDocument.Statement;
+      const resource = statements.find((st) => st.Sid === sid)!.Resource;
+      return [
+        `${fn.node.path}Role/DefaultPolicy/Resource`,
+        `Annotation::AwsSolutions-IAM5[Resource::${flattenForNag(resource)}]`,
+      ];
+    };
     assert.deepEqual(
       acknowledged.map(([path, id]) => [path, id]).sort(),
       [
@@ -278,7 +299,7 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         ["amk-test-stateless/DocumentLifecycle/Resource", "Annotation::AwsSolutions-L1"],
         ["amk-test-stateless/GenerateDataKeys/Resource", "Annotation::AwsSolutions-L1"],
         ["amk-test-stateless/HsmHealth/Resource", "Annotation::AwsSolutions-L1"],
-        ...[...ROTATION_IDS, ...RECOVERY_IDS].map((id) => [
+        ...[...ROTATION_IDS, ...RECOVERY_IDS, ...BACKUP_IDS].map((id) => [
           `amk-test-stateless/${id}/Resource`,
           "Annotation::AwsSolutions-L1",
         ]),
@@ -290,19 +311,22 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
           "DocumentLifecycle",
           ...ROTATION_IDS,
           ...RECOVERY_IDS,
+          ...BACKUP_IDS,
         ].map((id) => [
           `amk-test-stateless/${id}Role/DefaultPolicy/Resource`,
           "Annotation::AwsSolutions-IAM5[Resource::*]",
         ]),
-        ...["RotationWorkflow", "RecoveryWorkflow", "DrillWorkflow"].map((w) => [
+        ...["RotationWorkflow", "RecoveryWorkflow", "DrillWorkflow", "RestorationWorkflow"].map((w) => [
           policyOf(w),
           "Annotation::AwsSolutions-IAM5[Resource::*]",
         ]),
         ...invokeVersions,
+        backupObjects(amk.stateless.backupExport, "WriteBackups"),
+        backupObjects(amk.stateless.restorationTestRun, "ReadBackups"),
       ].sort(),
     );
     for (const [path, id, reason] of acknowledged) {
-      if (id.endsWith("L1") && path.includes("/TokenAuthorizer/"))
+      if (id.endsWith("L1") && /\/(TokenAuthorizer|BackupExport)\//.test(path))
         assert.match(reason, /like every other function.*Node 22/s);
       else if (id.endsWith("L1")) assert.match(reason, /pkcs11js.*Node 22 ABI/);
       else if (id.endsWith("SQS3")) assert.match(reason, /itself a dead-letter queue/);
@@ -311,6 +335,7 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         assert.match(reason, /X-Ray.*log delivery.*no resource-level/s);
       else if (id.endsWith("[Resource::*]"))
         assert.match(reason, /^X-Ray active tracing .*only accepts "\*"/);
+      else if (id.endsWith("/backups/*]")) assert.match(reason, /^The backup objects under backups\//);
       else assert.match(reason, /lambda:InvokeFunction on the versions and aliases of the \w+ function/);
     }
     // The reasons travel in the templates, on the resources they are about and nothing else.
@@ -321,10 +346,21 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         .filter((r) => r.Metadata?.cdk_nag !== undefined)
         .map((r) => r.Type);
     assert.deepEqual(withMetadata(stateless).sort(), [
-      // the three state machines' roles and the twenty functions' roles
-      ...Array<string>(23).fill("AWS::IAM::Policy"),
-      ...Array<string>(20).fill("AWS::Lambda::Function"),
+      // the four state machines' roles and the twenty-two functions' roles
+      ...Array<string>(26).fill("AWS::IAM::Policy"),
+      ...Array<string>(22).fill("AWS::Lambda::Function"),
     ]);
+    // The backup objects' acknowledgement (worked out at synthesis, see stateless-stack.ts) is in the template too.
+    for (const fn of [amk.stateless.backupExport, amk.stateless.restorationTestRun]) {
+      const policy = fn.role!.node.findChild("DefaultPolicy").node.defaultChild as CfnElement;
+      const rules = (
+        stateless.toJSON().Resources[amk.stateless.getLogicalId(policy)] as {
+          Metadata: { cdk_nag: { rules_to_suppress: { id: string }[] } };
+        }
+      ).Metadata.cdk_nag.rules_to_suppress.map((r) => r.id);
+      assert.equal(rules.length, 2, fn.node.id);
+      assert.match(rules[1]!, /^AwsSolutions-IAM5\[Resource::.*\/backups\/\*\]$/, fn.node.id);
+    }
     assert.deepEqual(withMetadata(stateful).sort(), [
       "AWS::S3::Bucket",
       ...Array<string>(2).fill("AWS::SQS::Queue"),
@@ -544,9 +580,9 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
   });
 
   describe("stateless stack: every function", () => {
-    it("has twenty nodejs22.x x86_64 functions, each logging to its own group with retention, no layer", () => {
-      stateless.resourceCountIs("AWS::Lambda::Function", 20);
-      stateless.resourceCountIs("AWS::Logs::LogGroup", 23); // and the three state machines'
+    it("has twenty-two nodejs22.x x86_64 functions, each logging to its own group with retention, no layer", () => {
+      stateless.resourceCountIs("AWS::Lambda::Function", 22);
+      stateless.resourceCountIs("AWS::Logs::LogGroup", 26); // and the four state machines'
       const logGroups = new Set<string>();
       for (const name of NAMES) {
         const { fn } = functionOf(stateless, name);
@@ -564,7 +600,7 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         assert.equal(group.Properties.RetentionInDays, 90, `${name}: 3 months retention`);
         assert.equal(group.DeletionPolicy, "Retain", `${name}: log group retained`);
       }
-      assert.equal(logGroups.size, 20, "one log group per function");
+      assert.equal(logGroups.size, 22, "one log group per function");
     });
 
     it("sizes them: hsm-health 256 MB/10 s, data keys 512 MB/10 s, lifecycle 512 MB/30 s, workflow steps", () => {
@@ -595,6 +631,8 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         "recovery-unlock": [1024, 120],
         drill: [512, 900],
         "token-authorizer": [256, 10],
+        "backup-export": [1024, 900],
+        "restoration-test": [1024, 900],
       });
     });
 
@@ -612,7 +650,11 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         ],
       };
       const topic = { Ref: logicalIdIn(amk.stateful, amk.stateful.alerts.topic) };
-      const workflowStep = (name: string) => /^(rotation|recovery)-/.test(name) || name === "drill";
+      const bucket = logicalIdIn(amk.stateful, amk.stateful.backups.bucket);
+      const backupKey = logicalIdIn(amk.stateful, amk.stateful.backups.key as unknown as IConstruct);
+      // The functions that build the vault client: the workflow steps, the drill and the backup functions.
+      const workflowStep = (name: string) =>
+        /^(rotation|recovery)-/.test(name) || ["drill", "backup-export", "restoration-test"].includes(name);
       const expected = (name: string) => ({
         ...(NO_HSM.has(name)
           ? {}
@@ -627,10 +669,10 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         ...(name === "rotation-rewrap-shard" ? { AMK_REWRAP_BUDGET_MS: "840000" } : {}),
         // Only the kit re-issues reach the vault as writers, through its access role with the writer session tag;
         // the recovery's start and unlock and the drill read it with the unlock tag.
-        ...(name === "rotation-complete" || name === "recovery-complete"
+        ...(["rotation-complete", "recovery-complete", "backup-export"].includes(name)
           ? { AMK_VAULT_ACCESS_ROLE_ARN: accessRole, AMK_VAULT_CALLER: "writer" }
           : {}),
-        ...(["recovery-start", "recovery-unlock", "drill"].includes(name)
+        ...(["recovery-start", "recovery-unlock", "drill", "restoration-test"].includes(name)
           ? { AMK_VAULT_ACCESS_ROLE_ARN: accessRole, AMK_VAULT_CALLER: "unlock" }
           : {}),
         ...([
@@ -640,8 +682,19 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
           "recovery-failure",
           "recovery-unlock",
           "drill",
+          "restoration-test",
         ].includes(name)
           ? { AMK_ALERT_TOPIC_ARN: topic }
+          : {}),
+        ...(["backup-export", "restoration-test"].includes(name)
+          ? {
+              AMK_BACKUP_BUCKET: { Ref: bucket },
+              AMK_BACKUP_PREFIX: "backups/",
+              AMK_BACKUP_KMS_KEY_ID: arnOf(backupKey),
+            }
+          : {}),
+        ...(name === "restoration-test"
+          ? { AMK_SCRATCH_TABLE_PREFIX: { "Fn::Join": ["", [{ Ref: tableId() }, "-scratch"]] } }
           : {}),
         ...(name === "recovery-await-unlock" ? { AMK_UNLOCK_TIMEOUT_SECONDS: "86400" } : {}),
         ...(name === "recovery-invalidate-tokens" ? { AMK_EVENT_BUS_NAME: "default" } : {}),
@@ -651,9 +704,18 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         POWERTOOLS_SERVICE_NAME: `arquivomate-keys-${name}`,
         NODE_OPTIONS: "--enable-source-maps",
       });
+      // Weak references anywhere in a value (the scratch prefix joins the table name) read through the stateful stack.
+      const deepResolve = (v: unknown): unknown =>
+        Array.isArray(v)
+          ? v.map(deepResolve)
+          : v !== null && typeof v === "object"
+            ? "Fn::GetStackOutput" in v
+              ? resolve(v)
+              : Object.fromEntries(Object.entries(v).map(([k, x]) => [k, deepResolve(x)]))
+            : v;
       for (const name of NAMES) {
         const vars = functionOf(stateless, name).fn.Properties.Environment.Variables;
-        const resolved = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, resolve(v)]));
+        const resolved = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, deepResolve(v)]));
         assert.deepEqual(resolved, expected(name), name);
         for (const key of Object.keys(vars)) {
           assert.doesNotMatch(key, /PIN$|PASSWORD|PASSPHRASE/, `${name}: ${key} must not carry a secret`);
@@ -662,9 +724,9 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
     });
 
     it("gives each its own role: no managed policy, logs on its own group, GetSecretValue on exactly the PIN secret", () => {
-      stateless.resourceCountIs("AWS::IAM::Role", 23); // and the three state machines'
+      stateless.resourceCountIs("AWS::IAM::Role", 26); // and the four state machines'
       const roles = new Set(NAMES.map((n) => functionOf(stateless, n).fn.Properties.Role["Fn::GetAtt"][0]));
-      assert.equal(roles.size, 20, "one role per function");
+      assert.equal(roles.size, 22, "one role per function");
       for (const roleId of roles) {
         const role = stateless.toJSON().Resources[roleId] as { Properties: Record<string, unknown> };
         assert.deepEqual(role.Properties.AssumeRolePolicyDocument, {
@@ -708,6 +770,14 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
           ],
           name,
         );
+        if (name === "backup-export") {
+          // No HSM and no secret of its own: the backup signing key is read through the vault's access role.
+          assert.deepEqual(
+            statements.filter((st) => actionsOf(st).some((a) => a.startsWith("secretsmanager:"))),
+            [],
+          );
+          continue;
+        }
         assert.deepEqual(
           statements.filter((st) => actionsOf(st).some((a) => a.startsWith("secretsmanager:"))),
           [
@@ -744,10 +814,18 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
       }
     });
 
-    it("grants no function a wildcard action or resource", () => {
+    it("grants no function a wildcard action or resource (but the backup objects under backups/)", () => {
       // The rotation state machine's role (X-Ray, log delivery: "*" only) is checked in rotation-workflow.infra.test.ts.
       for (const st of NAMES.flatMap((name) => roleStatementsOf(stateless, name))) {
         assert.equal(st.Effect, "Allow");
+        if (st.Sid === "WriteBackups" || st.Sid === "ReadBackups") {
+          // The backup functions' objects: "<bucket ARN>/backups/*" (backups.infra.test.ts), and nothing else.
+          assert.match(
+            JSON.stringify(st.Resource),
+            /^\{"Fn::Join":\["",\[\{"Fn::GetStackOutput":.*\},"\/backups\/\*"\]\]\}$/,
+          );
+          continue;
+        }
         assert.notEqual(st.Resource, "*", `no statement on Resource "*": ${JSON.stringify(st)}`);
         assert.ok(
           !JSON.stringify(st.Resource).includes("*"),
@@ -764,7 +842,7 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
       const assetDirs = readdirSync(outdir).filter((d) => d.startsWith("asset."));
       // One bundle per entry file: the six rotation functions share functions/rotation/handlers.ts's, the seven
       // recovery steps functions/recovery/handlers.ts's (their `Handler` names the export).
-      assert.equal(assetDirs.length, 9, "one bundled asset per entry file");
+      assert.equal(assetDirs.length, 11, "one bundled asset per entry file");
       const codeKeys = (names: readonly string[]) =>
         new Set(
           names.map((n) =>
@@ -773,7 +851,7 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         );
       assert.equal(codeKeys(NAMES.filter((n) => n.startsWith("rotation-"))).size, 1);
       assert.equal(codeKeys(RECOVERY_STEPS).size, 1);
-      assert.equal(codeKeys(NAMES).size, 9);
+      assert.equal(codeKeys(NAMES).size, 11);
       for (const assetDir of assetDirs) {
         const bundle = readFileSync(join(outdir, assetDir, "index.mjs"), "utf8");
         assert.ok(
@@ -839,6 +917,7 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         "recovery-verify",
         "recovery-complete",
         "drill",
+        "restoration-test",
       ];
       const censusTwo = [
         "rotation-census",
@@ -847,6 +926,7 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         "recovery-complete",
         "recovery-unlock",
         "drill",
+        "restoration-test",
       ];
       for (const name of NAMES) {
         const text = JSON.stringify(roleStatementsOf(stateless, name));
@@ -857,7 +937,19 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
       }
       const text = JSON.stringify(stateless.toJSON());
       assert.doesNotMatch(text, /\/stream\//);
-      assert.doesNotMatch(text, /dynamodb:(UpdateItem|DeleteItem|ConditionCheckItem|Scan|BatchWriteItem)/);
+      assert.doesNotMatch(text, /dynamodb:(UpdateItem|DeleteItem|ConditionCheckItem|BatchWriteItem)/);
+      // Scan: the export on exactly the table (the stream heads), the restoration test on its scratch tables only.
+      const scans = NAMES.flatMap((name) =>
+        roleStatementsOf(stateless, name)
+          .filter((st) => actionsOf(st).includes("dynamodb:Scan"))
+          .map((st) => [name, st.Sid, resolve(st.Resource)]),
+      );
+      assert.deepEqual(scans.slice(0, 1), [["backup-export", "ExportEventStore", arnOf(tableId())]]);
+      assert.deepEqual(
+        scans.slice(1).map(([name, sid]) => [name, sid]),
+        [["restoration-test", "UseScratchTables"]],
+      );
+      assert.match(JSON.stringify(scans[1]![2]), /-scratch-\?{12}"\]\]\}$/);
     });
 
     it("reads the stateful resources through weak references (Fn::GetStackOutput), not exports", () => {
@@ -1004,7 +1096,7 @@ describe("fully configured (layer, secret by complete ARN, custom bus and source
           ),
         ),
     );
-    assert.equal(fns.length, 19);
+    assert.equal(fns.length, 20);
     assert.equal(functionOf(stateless, "token-authorizer").fn.Properties.Layers, undefined);
     for (const fn of fns) {
       assert.deepEqual(fn.Properties.Layers, [LAYER_ARN]);
@@ -1030,7 +1122,7 @@ describe("fully configured (layer, secret by complete ARN, custom bus and source
     );
     assert.deepEqual(
       secretStatements.map((s) => [actionsOf(s), s.Resource]),
-      Array(19).fill([["secretsmanager:GetSecretValue"], SECRET_ARN]),
+      Array(20).fill([["secretsmanager:GetSecretValue"], SECRET_ARN]),
     );
     // The only other secret: the token authorizer's signing key.
     assert.deepEqual(

@@ -180,6 +180,33 @@ function expectedPermissions(secretArnPrefix: string, keyArn: string): Statement
     tag("TagFactorSecrets", "factors"),
     use("WriteFactorSecrets", write, "amk/*/factor/*", "factors", "writer"),
     use("ReadFactorSecrets", read, "amk/*/factor/*", "factors", "unlock"),
+    // The backup signing key, by its exact name: created untagged by the export (a writer), read by writers and
+    // unlock sessions (the restoration test, when the public keys are not pinned).
+    {
+      Sid: "CreateBackupSigningKey",
+      Effect: "Allow",
+      Action: "secretsmanager:CreateSecret",
+      Resource: `${secretArnPrefix}amk/*`,
+      Condition: {
+        StringEquals: { [callerTag]: "writer", "secretsmanager:Name": "amk/backup/signing-key" },
+        ArnEquals: { "secretsmanager:KmsKeyArn": keyArn },
+        Null: { "aws:TagKeys": "true" },
+      },
+    },
+    {
+      Sid: "WriteBackupSigningKey",
+      Effect: "Allow",
+      Action: write,
+      Resource: `${secretArnPrefix}amk/backup/signing-key-??????`,
+      Condition: { StringEquals: { [callerTag]: "writer" } },
+    },
+    {
+      Sid: "ReadBackupSigningKey",
+      Effect: "Allow",
+      Action: read,
+      Resource: `${secretArnPrefix}amk/backup/signing-key-??????`,
+      Condition: { StringEquals: { [callerTag]: ["writer", "unlock"] } },
+    },
   ];
 }
 
@@ -307,7 +334,7 @@ describe("vault stack, default configuration (same place as the service, no serv
     ]);
   });
 
-  it("permissions: exactly the eight statements, on amk/ secrets only, never DeleteSecret", () => {
+  it("permissions: exactly the eleven statements, on amk/ secrets only, never DeleteSecret", () => {
     assert.deepEqual(parts.policy.resource.Properties.Roles, [{ Ref: parts.role.id }]);
     assert.deepEqual(parts.permissions, expectedPermissions(SECRET_PREFIX, `<${parts.key.id}.Arn>`));
     const actions = parts.permissions.flatMap((s) => asList(s.Action) as string[]);
@@ -340,6 +367,7 @@ describe("vault stack, default configuration (same place as the service, no serv
       ];
     assert.equal(who("ReadFactorSecrets"), "unlock");
     assert.deepEqual(who("ReadKitSecrets"), ["writer", "unlock"]);
+    assert.deepEqual(who("ReadBackupSigningKey"), ["writer", "unlock"]);
     for (const sid of [
       "CreateKitSecrets",
       "TagKitSecrets",
@@ -347,6 +375,8 @@ describe("vault stack, default configuration (same place as the service, no serv
       "CreateFactorSecrets",
       "TagFactorSecrets",
       "WriteFactorSecrets",
+      "CreateBackupSigningKey",
+      "WriteBackupSigningKey",
     ]) {
       assert.equal(who(sid), "writer", sid);
     }
@@ -358,8 +388,21 @@ describe("vault stack, default configuration (same place as the service, no serv
       [
         ["ReadKitSecrets", `${SECRET_PREFIX}amk/*/kit-??????`],
         ["ReadFactorSecrets", `${SECRET_PREFIX}amk/*/factor/*`],
+        ["ReadBackupSigningKey", `${SECRET_PREFIX}amk/backup/signing-key-??????`],
       ],
     );
+  });
+
+  it("backup signing key: created by its exact name only, untagged, with the vault key", () => {
+    const create = parts.permissions.find((st) => st.Sid === "CreateBackupSigningKey")!;
+    assert.equal(create.Condition?.StringEquals?.["secretsmanager:Name"], "amk/backup/signing-key");
+    assert.deepEqual(create.Condition?.Null, { "aws:TagKeys": "true" });
+    assert.deepEqual(create.Condition?.ArnEquals, { "secretsmanager:KmsKeyArn": `<${parts.key.id}.Arn>` });
+    // Its ARN pattern holds no "*": nothing for cdk-nag to acknowledge, no other secret it could match.
+    for (const sid of ["WriteBackupSigningKey", "ReadBackupSigningKey"]) {
+      const st = parts.permissions.find((x) => x.Sid === sid)!;
+      assert.doesNotMatch(String(st.Resource), /\*/, sid);
+    }
   });
 
   it("outputs the access role ARN and the key ARN", () => {
@@ -506,7 +549,7 @@ describe("vault stack in its own account and region, with writer and unlock role
     });
   });
 
-  it("permissions: the same eight statements, on the vault account's and region's amk/ secrets", () => {
+  it("permissions: the same eleven statements, on the vault account's and region's amk/ secrets", () => {
     assert.deepEqual(parts.permissions, expectedPermissions(SECRET_PREFIX, `<${parts.key.id}.Arn>`));
   });
 
