@@ -15,6 +15,11 @@ import { RETRYABLE_ERRORS } from "./rotation-workflow.js";
 
 export interface DrillWorkflowProps {
   readonly run: lambda.IFunction;
+  /**
+   * With a CloudHSM cluster: lists its backups (in its region and the copy region) from outside the VPC first, and
+   * the listing goes to the drill function with the input (functions/hsm-backups).
+   */
+  readonly listHsmBackups?: lambda.IFunction;
   readonly logGroup?: logs.ILogGroup;
 }
 
@@ -37,7 +42,27 @@ export class DrillWorkflow extends Construct {
       maxAttempts: 4,
       jitterStrategy: sfn.JitterType.FULL,
     });
-    const definition = run.next(
+    let first: sfn.IChainable & sfn.INextable = run;
+    if (props.listHsmBackups) {
+      const list = new tasks.LambdaInvoke(this, "ListHsmBackups", {
+        lambdaFunction: props.listHsmBackups,
+        payload: sfn.TaskInput.fromObject({}),
+        payloadResponseOnly: true,
+        retryOnServiceExceptions: false,
+        resultPath: "$.hsmBackups",
+      });
+      list.addRetry({
+        errors: ["HsmBackupCheckError", ...RETRYABLE_ERRORS],
+        interval: Duration.seconds(5),
+        backoffRate: 2,
+        maxAttempts: 3,
+        jitterStrategy: sfn.JitterType.FULL,
+      });
+      // A listing that cannot be made is the drill's to report (its hsm-backups check asks DescribeBackups itself).
+      list.addCatch(run, { resultPath: sfn.JsonPath.DISCARD });
+      first = list.next(run);
+    }
+    run.next(
       new sfn.Choice(this, "Passed")
         .when(sfn.Condition.booleanEquals("$.ok", true), new sfn.Succeed(this, "Done"))
         .otherwise(
@@ -48,7 +73,7 @@ export class DrillWorkflow extends Construct {
         ),
     );
     this.stateMachine = new sfn.StateMachine(this, "StateMachine", {
-      definitionBody: sfn.DefinitionBody.fromChainable(definition),
+      definitionBody: sfn.DefinitionBody.fromChainable(first),
       stateMachineType: sfn.StateMachineType.STANDARD,
       tracingEnabled: true,
       timeout: Duration.hours(2),

@@ -18,7 +18,7 @@ import { z } from "zod";
 import { CloudHsmBackupSource } from "../../core/adapters/cloudhsm/cloudhsm-backups.js";
 import { DataKeyService } from "../../core/datakeys/data-keys.js";
 import { DrillService, MAX_SAMPLE_SIZE, type DrillServiceDeps } from "../../core/drills/drill-service.js";
-import type { HsmBackupPolicy, HsmBackupSource } from "../../core/drills/hsm-backups.js";
+import type { HsmBackup, HsmBackupPolicy, HsmBackupSource } from "../../core/drills/hsm-backups.js";
 import { KitService } from "../../core/kit/kit-service.js";
 import { InvalidInputError } from "../../core/shared/errors.js";
 import { eventStoreFromEnv } from "../shared/event-store.js";
@@ -45,7 +45,39 @@ const DrillInput = z.object({
     .min(1, "sampleSize: at least 1")
     .max(MAX_SAMPLE_SIZE, `sampleSize: at most ${MAX_SAMPLE_SIZE}`)
     .optional(),
+  /** The CloudHSM backup listing from the workflow's ListHsmBackups step (functions/hsm-backups), when it ran. */
+  hsmBackups: z
+    .object({
+      clusterId: z.string().max(64).optional(),
+      backups: z
+        .array(
+          z.object({
+            backupId: z.string().max(64),
+            clusterId: z.string().max(64),
+            region: z.string().max(32),
+            state: z.string().max(32),
+            createdAt: z.iso.datetime(),
+            sourceRegion: z.string().max(32).optional(),
+            sourceBackupId: z.string().max(64).optional(),
+          }),
+        )
+        .max(10_000),
+    })
+    .optional(),
 });
+
+/**
+ * The source the drill service asks: the listing handed in by the workflow for this invocation when there is one
+ * (the HSM functions in the VPC cannot reach another region's CloudHSM API), else DescribeBackups directly.
+ */
+class InvocationHsmBackupSource implements HsmBackupSource {
+  listing: HsmBackup[] | undefined;
+  constructor(private readonly direct: HsmBackupSource) {}
+  async listBackups(clusterId: string): Promise<HsmBackup[]> {
+    return this.listing ?? this.direct.listBackups(clusterId);
+  }
+}
+let invocationSource: InvocationHsmBackupSource | undefined;
 
 export interface DrillAnswer {
   readonly workspaceId: string;
@@ -123,8 +155,9 @@ async function build(): Promise<DrillService> {
     dataKeys: new DataKeyService({ keyStore, events }),
     alerts,
   };
+  invocationSource = policy ? new InvocationHsmBackupSource(hsmBackupSourceFromEnv(policy)) : undefined;
   return new DrillService(
-    policy ? { ...deps, hsmBackups: { source: hsmBackupSourceFromEnv(policy), policy } } : deps,
+    policy && invocationSource ? { ...deps, hsmBackups: { source: invocationSource, policy } } : deps,
   );
 }
 
@@ -133,10 +166,21 @@ export const runDrillHandler = instrumented(
   async (event: unknown): Promise<DrillAnswer> => {
     const input = parseInput(DrillInput, event);
     const drills = await service();
-    const r = await drills.runDrill(input.workspaceId, {
-      trigger: input.trigger ?? "on-demand",
-      ...(input.sampleSize !== undefined ? { sampleSize: input.sampleSize } : {}),
-    });
+    if (invocationSource) {
+      invocationSource.listing = input.hsmBackups?.backups.map((b) => ({
+        ...b,
+        createdAt: new Date(b.createdAt),
+      }));
+    }
+    let r;
+    try {
+      r = await drills.runDrill(input.workspaceId, {
+        trigger: input.trigger ?? "on-demand",
+        ...(input.sampleSize !== undefined ? { sampleSize: input.sampleSize } : {}),
+      });
+    } finally {
+      if (invocationSource) invocationSource.listing = undefined;
+    }
     const failed = r.checks.filter((c) => c.Status === "failed").map((c) => c.Name);
     const skipped = r.checks.filter((c) => c.Status === "skipped").map((c) => c.Name);
     const facts = { workspaceId: input.workspaceId, drillId: r.drillId, ok: r.ok, failed, skipped };

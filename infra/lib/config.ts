@@ -1044,13 +1044,6 @@ export function loadConfig(scope: IConstruct): AmkConfig {
             `${vaultRegion}`,
         );
       }
-      if (d.hsmBackupCopyRegion !== undefined) {
-        problems.push(
-          `${CONTEXT_KEYS.hsmBackupCopyRegion}: the drill runs in the VPC without internet egress and CloudHSM has no ` +
-            `cross-region endpoint, so it cannot check backups in ${d.hsmBackupCopyRegion}; remove the key (check the ` +
-            "copies from the backup account, see docs/deploy.md)",
-        );
-      }
     }
     if (d.production) {
       if (network === undefined && result.problems.length === 0) {

@@ -1039,10 +1039,32 @@ export class StatelessStack extends Stack {
                   ? {}
                   : { AMK_HSM_BACKUP_COPY_REGION: backups.copyRegion }),
               },
-        statements:
-          backups === undefined
-            ? []
-            : [
+      },
+      DRILL_ACCESS,
+    );
+
+    // The CloudHSM backup listing runs outside the VPC (no HSM, no secret): the drill function in the VPC has no
+    // route to another region's CloudHSM API. The workflow calls it first and hands the listing to the drill.
+    const listHsmBackups =
+      backups === undefined
+        ? undefined
+        : this.accessFunction(
+            {
+              id: "HsmBackupList",
+              name: "hsm-backup-list",
+              entry: { file: "hsm-backups/handler.ts", handler: "listHsmBackupsHandler" },
+              description:
+                "Drill: lists the CloudHSM cluster's backups in its region and the copy region (DescribeBackups)",
+              memorySize: 256,
+              timeout: Duration.seconds(60),
+              hsm: false,
+              environment: {
+                AMK_HSM_CLUSTER_ID: backups.clusterId,
+                ...(backups.copyRegion === undefined
+                  ? {}
+                  : { AMK_HSM_BACKUP_COPY_REGION: backups.copyRegion }),
+              },
+              statements: [
                 new PolicyStatement({
                   sid: "DescribeHsmBackups",
                   actions: ["cloudhsm:DescribeBackups"],
@@ -1058,25 +1080,28 @@ export class StatelessStack extends Stack {
                   },
                 }),
               ],
-        ...(backups === undefined
-          ? {}
-          : {
               wildcardReason:
                 'cloudhsm:DescribeBackups has no resource-level permissions: IAM only accepts "*" for it. Limited ' +
                 "to the cluster's region and the backup copy region (aws:RequestedRegion); it only lists backup " +
                 "metadata.",
-            }),
-      },
-      DRILL_ACCESS,
-    );
+            },
+            { append: false, indexes: [] },
+          );
 
     const logGroup = new LogGroup(this, "DrillWorkflowLogs", {
       retention: RetentionDays.THREE_MONTHS,
       removalPolicy: RemovalPolicy.RETAIN,
     });
-    const workflow = new DrillWorkflow(this, "DrillWorkflow", { run, logGroup });
+    const workflow = new DrillWorkflow(this, "DrillWorkflow", {
+      run,
+      logGroup,
+      ...(listHsmBackups ? { listHsmBackups } : {}),
+    });
     const stateMachine = workflow.stateMachine;
-    this.acknowledgeStateMachineRole(stateMachine, "drill", { run });
+    this.acknowledgeStateMachineRole(stateMachine, "drill", {
+      run,
+      ...(listHsmBackups ? { listHsmBackups } : {}),
+    });
 
     const schedules =
       config.drillSchedule === undefined

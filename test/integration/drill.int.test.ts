@@ -523,6 +523,54 @@ describe("drill on SoftHSM2, DynamoDB Local and the file vault", () => {
     delete process.env.AMK_ALERT_LOG;
   });
 
+  it("the drill function takes the CloudHSM backup listing from the workflow's ListHsmBackups step", async () => {
+    process.env.AMK_HSM_CLUSTER_ID = "cluster-abcdefghijk";
+    process.env.AMK_HSM_BACKUP_COPY_REGION = "eu-west-1";
+    process.env.AWS_REGION = "eu-central-1";
+    try {
+      const { runDrillHandler } = await import("../../functions/drill/handler.js");
+      const at = (hours: number) => new Date(Date.now() - hours * 3_600_000).toISOString();
+      const listing = (primaryHours: number, copyHours: number) => ({
+        clusterId: "cluster-abcdefghijk",
+        backups: [
+          {
+            backupId: "backup-p",
+            clusterId: "cluster-abcdefghijk",
+            region: "eu-central-1",
+            state: "READY",
+            createdAt: at(primaryHours),
+          },
+          {
+            backupId: "backup-c",
+            clusterId: "cluster-abcdefghijk",
+            region: "eu-west-1",
+            state: "READY",
+            createdAt: at(copyHours),
+            sourceRegion: "eu-central-1",
+            sourceBackupId: "backup-p",
+          },
+        ],
+      });
+      const fresh = await runDrillHandler({
+        workspaceId: healthy.ws,
+        sampleSize: 2,
+        hsmBackups: listing(3, 5),
+      });
+      assert.deepEqual(fresh.failed, []);
+      const stale = await runDrillHandler({
+        workspaceId: healthy.ws,
+        sampleSize: 2,
+        hsmBackups: listing(40, 5),
+      });
+      assert.deepEqual(stale.failed, ["hsm-backups"]);
+      const record = (await drillHistory(events, healthy.ws, 1))[0]!;
+      assert.match(record.data.Checks.find((c) => c.Name === "hsm-backups")!.Detail, /backup-p/);
+    } finally {
+      delete process.env.AMK_HSM_CLUSTER_ID;
+      delete process.env.AMK_HSM_BACKUP_COPY_REGION;
+    }
+  });
+
   it("checks the CloudHSM backups when a cluster is configured (a source listing backups)", async () => {
     const { ws } = healthy;
     const backup = (hoursOld: number, region: string) => ({
