@@ -17,6 +17,7 @@ import { S3Client } from "@aws-sdk/client-s3";
 import { FolderBackupStorage } from "../../core/adapters/backup-folder/folder-backup-storage.js";
 import { S3BackupStorage } from "../../core/adapters/backup-s3/s3-backup-storage.js";
 import { DynamoDbEventStore } from "../../core/adapters/dynamodb/dynamodb-event-store.js";
+import { createEventStoreTable } from "../../core/adapters/dynamodb/table.js";
 import {
   BACKUP_SIGNING_KEY_SECRET,
   DEFAULT_EVENTS_PER_FILE,
@@ -24,6 +25,7 @@ import {
   backupPublicKeysFromVault,
   backupSignerFromVault,
   exportBackup,
+  importBackup,
   parseBackupPublicKeys,
   type BackupStorage,
   type ExportBackupResult,
@@ -189,5 +191,67 @@ export const exportHandler = instrumented(
     };
     logger.info("backup exported", { ...answer });
     return answer;
+  },
+);
+
+export const ImportBackupInput = z.strictObject({
+  backupId: z.string().regex(UUID, "backupId: a backup id (lower-case UUID)"),
+  /** The new table to restore into: created empty here; an existing table must be empty (never the live one). */
+  targetTable: z.string().regex(/^[A-Za-z0-9_.-]{3,255}$/, "targetTable: a DynamoDB table name"),
+});
+
+export interface ImportBackupAnswer {
+  readonly backupId: string;
+  readonly targetTable: string;
+  readonly manifestSha256: string;
+  readonly streams: number;
+  readonly events: number;
+  readonly verifySeconds: number;
+  readonly importSeconds: number;
+}
+
+/**
+ * The import function: verifies a backup (and its chain) completely, then restores it into a NEW, empty table
+ * (`targetTable`, created here; refused when it is the live table or holds any item). Verification failures are
+ * thrown before anything is written. Trusted keys: AMK_BACKUP_PUBLIC_KEYS, else the vault's signing-key versions.
+ */
+export const importHandler = instrumented(
+  "importHandler",
+  async (event: unknown): Promise<ImportBackupAnswer> => {
+    const input = parseInput(ImportBackupInput, event);
+    const env = process.env;
+    if (input.targetTable === env.AMK_EVENT_TABLE) {
+      throw new InvalidInputError("never restore over the live event store: name a new table");
+    }
+    const vault = await vaultFromEnv(env);
+    const pinned = parseBackupPublicKeys(env.AMK_BACKUP_PUBLIC_KEYS);
+    const trustedKeys = pinned.length > 0 ? pinned : await backupPublicKeysFromVault(vault);
+    const client = dynamoDbClientFromEnv(env);
+    try {
+      await createEventStoreTable(client, input.targetTable);
+    } catch (err) {
+      if ((err as Error).name !== "ResourceInUseException") throw err; // exists: importBackup refuses it unless empty
+    }
+    const r = await importBackup({
+      storage: backupStorageFromEnv(env),
+      backupId: input.backupId,
+      target: new DynamoDbEventStore({ client, tableName: input.targetTable }),
+      trustedKeys,
+    });
+    logger.info("backup imported", {
+      backupId: input.backupId,
+      targetTable: input.targetTable,
+      streams: r.streams,
+      events: r.events,
+    });
+    return {
+      backupId: input.backupId,
+      targetTable: input.targetTable,
+      manifestSha256: r.manifestSha256,
+      streams: r.streams,
+      events: r.events,
+      verifySeconds: r.verifySeconds,
+      importSeconds: r.importSeconds,
+    };
   },
 );

@@ -47,7 +47,8 @@ import {
 } from "../../core/backup/index.js";
 import { EventTypes } from "../../core/eventstore/catalogue.js";
 import { InvalidInputError } from "../../core/shared/errors.js";
-import { exportHandler } from "../../functions/backup/handler.js";
+import { exportHandler, importHandler } from "../../functions/backup/handler.js";
+import { deleteEventStoreTable } from "../../core/adapters/dynamodb/table.js";
 import { newEvent } from "../../core/eventstore/events.js";
 import { documentStreamId, workspaceStreamId } from "../../core/eventstore/stream-id.js";
 import type { KeyId } from "../../core/keystore/key-id.js";
@@ -656,6 +657,25 @@ describe("event-store backups (DynamoDB Local)", () => {
     ]) {
       await assert.rejects(exportHandler(bad), InvalidInputError, JSON.stringify(bad));
     }
+
+    // The import function: into a new table only, the chain verified first; never the live table, never twice.
+    const target = `amk-backup-fn-${Date.now().toString(36)}`;
+    const imported = await importHandler({ backupId: inc.backupId, targetTable: target });
+    assert.equal(imported.events, fn.events);
+    assert.equal(imported.streams, fn.streams);
+    const restored = new DynamoDbEventStore({ client: ddb.client, tableName: target });
+    const ws = workspaceStreamId(other.workspaceId);
+    assert.deepEqual((await restored.readStream(ws)).events, (await source.readStream(ws)).events);
+    await assert.rejects(
+      importHandler({ backupId: inc.backupId, targetTable: target }),
+      BackupTargetNotEmptyError,
+    );
+    await assert.rejects(
+      importHandler({ backupId: inc.backupId, targetTable: sourceTable }),
+      InvalidInputError,
+    );
+    await assert.rejects(importHandler({ backupId: "nope", targetTable: "amk-x-1" }), InvalidInputError);
+    await deleteEventStoreTable(ddb.client, target);
   });
 
   it("refuses to export an event with a field named like a plaintext secret, and writes no manifest", async () => {
