@@ -49,10 +49,22 @@ describe("local story (npm run story)", () => {
     assert.match(out, /old token\s+rejected: stale-epoch \(exit 1\)/);
     assert.match(out, /new token\s+accepted \(epoch 1\)/);
     assert.match(out, /Summary\n/);
-    assert.match(out, /export backup\s+-\s+skipped/);
-    assert.match(out, /restoration test\s+-\s+skipped/);
+    assert.match(out, /\$ amk backup export e2e\n/);
+    assert.match(out, /verified\s+signature, checksums, counts and versions/);
+    assert.match(out, /\$ amk backup export e2e --base [0-9a-f-]{36}/);
+    for (const check of [
+      "backup-integrity",
+      "restore",
+      "keys-recovered",
+      "kit-coverage",
+      "canaries",
+      "sample",
+      "cleanup",
+    ])
+      assert.match(out, new RegExp(`\\n\\s+${check}\\s+passed`), check);
+    assert.match(out, /restoration test\s+[\d.]+ s\s+7 of 7 checks passed/);
     const m = /\n {2}(\d+) of (\d+) checks passed in /.exec(out);
-    assert.ok(m && m[1] === m[2] && Number(m[2]) >= 18, m?.[0]);
+    assert.ok(m && m[1] === m[2] && Number(m[2]) >= 22, m?.[0]);
     assert.match(out, /Story complete/);
     assert.doesNotMatch(out, /CHECK FAILED|Story FAILED|STILL RUNNING/);
 

@@ -829,7 +829,8 @@ describe("default configuration (cdk.json): no VPC", () => {
         }) as typeof stream.write;
       }
       try {
-        const logger = new Logger({ serviceName: "arquivomate-keys-recovery-unlock" });
+        // The function's own level (INFO by default); the test runner quiets loggers to ERROR through the environment.
+        const logger = new Logger({ serviceName: "arquivomate-keys-recovery-unlock", logLevel: "INFO" });
         failure(new InvalidInputError("passphrase is required"), logger, {
           workspaceId: "ws-1",
           operation: "recovery-unlock",
