@@ -220,7 +220,7 @@ export function parseManifest(bytes: Uint8Array, backupId: string): BackupManife
   const format = (json as { format?: unknown; formatVersion?: unknown } | null) ?? {};
   if (format.format === BACKUP_FORMAT && format.formatVersion !== BACKUP_FORMAT_VERSION) {
     throw new BackupManifestInvalidError(
-      `backup ${backupId} has format version ${String(format.formatVersion).slice(0, 20)}; this reader knows version ${BACKUP_FORMAT_VERSION}`,
+      `backup ${backupId} has format version ${typeof format.formatVersion === "number" || typeof format.formatVersion === "string" ? String(format.formatVersion).slice(0, 20) : `<${typeof format.formatVersion}>`}; this reader knows version ${BACKUP_FORMAT_VERSION}`,
       { context: { backupId } },
     );
   }

@@ -18,7 +18,7 @@ export function assertWorkspaceId(workspaceId: string): void {
   if (typeof workspaceId !== "string" || !WORKSPACE_ID_PATTERN.test(workspaceId)) {
     throw new InvalidInputError(
       "workspace id must be 1-64 characters of letters, digits, '-' or '_', starting with a letter or digit",
-      { context: { workspaceId: String(workspaceId).slice(0, 80) } },
+      { context: { workspaceId: previewOf(workspaceId, 80) } },
     );
   }
 }
@@ -36,7 +36,7 @@ export function masterKeyId(workspaceId: string, version: number): KeyId {
 export function parseKeyId(value: string): KeyId {
   if (typeof value !== "string" || !KEY_ID_PATTERN.test(value)) {
     throw new InvalidInputError("key id must look like ws-<workspace>/mk/<version>", {
-      context: { keyId: String(value).slice(0, 100) },
+      context: { keyId: previewOf(value, 100) },
     });
   }
   return value as KeyId;
@@ -71,8 +71,13 @@ export function drillKeyId(workspaceId: string, n: number): DrillKeyId {
 export function parseDrillKeyId(value: string): DrillKeyId {
   if (typeof value !== "string" || !DRILL_KEY_ID_PATTERN.test(value)) {
     throw new InvalidInputError("drill key id must look like ws-<workspace>/drill/<n>", {
-      context: { drillKeyId: String(value).slice(0, 100) },
+      context: { drillKeyId: previewOf(value, 100) },
     });
   }
   return value as DrillKeyId;
+}
+
+/** A value for an error's context that never throws (a string's start, else its type). */
+function previewOf(value: unknown, max: number): string {
+  return typeof value === "string" ? value.slice(0, max) : `<${value === null ? "null" : typeof value}>`;
 }

@@ -329,6 +329,11 @@ export function parseKit(input: Uint8Array): ParsedKit {
 
 const BEGIN = "-----BEGIN AMK RECOVERY KIT-----";
 const END = "-----END AMK RECOVERY KIT-----";
+/**
+ * Longest armour read: a kit of MAX_KIT bytes in base64, lines of 64 characters with CRLF ends, plus room for the
+ * header lines and surrounding white space. Longer text is refused before it is split or decoded.
+ */
+export const MAX_ARMOUR_CHARS = Math.ceil(((Math.ceil(MAX_KIT / 3) * 4) / 64) * 66) + 4096;
 
 export function armour(bytes: Uint8Array): string {
   const kit = parseKit(bytes);
@@ -353,6 +358,7 @@ export function dearmour(text: string): ParsedKit {
     throw new KitHeaderError(`armour: ${why}`, "armour");
   };
   if (typeof text !== "string") fail("not text");
+  if (text.length > MAX_ARMOUR_CHARS) fail(`longer than any kit (at most ${MAX_ARMOUR_CHARS} characters)`);
   const lines = text
     .replace(/\r\n/g, "\n")
     .trim()
