@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { z } from "zod";
-import { validateNewEvent, type StoredEvent } from "../eventstore/events.js";
+import { hasOwnProtoKey, validateNewEvent, type StoredEvent } from "../eventstore/events.js";
 import { documentFactsOf } from "../eventstore/projection.js";
 import { isStreamId, parseStreamId, WORKSPACE_ID_PATTERN } from "../eventstore/stream-id.js";
 import { BackupEventInvalidError, BackupManifestInvalidError, InvalidBackupRequestError } from "./errors.js";
@@ -274,6 +274,8 @@ export function parseEventLine(
   } catch {
     return fail("not JSON");
   }
+  // Before the schema: zod's record would drop the key silently, and the line would restore without it.
+  if (hasOwnProtoKey(json)) return fail('it has a "__proto__" key, which no stored event may have');
   const r = EventLineSchema.safeParse(json);
   if (!r.success) {
     const issue = r.error.issues[0];

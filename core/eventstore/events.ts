@@ -99,6 +99,9 @@ export function validateNewEvent(event: unknown, index = 0): { event: NewEvent; 
   // Values JSON cannot keep (undefined, functions, NaN, Dates, byte arrays...) would come back different: refuse them.
   if (!isJsonValue(e.data))
     fail("data must hold only JSON values (strings, finite numbers, booleans, null, arrays, objects)");
+  // JSON.parse makes `"__proto__"` an own key, which many readers (zod records, object spreads) drop or turn into
+  // a prototype: no event may carry one, so that every reader sees the same data.
+  if (hasOwnProtoKey(e.data)) fail('data must not have a "__proto__" key (at any depth)');
   const bytes = Buffer.byteLength(dataJson, "utf8");
   if (bytes > MAX_EVENT_DATA_BYTES)
     fail(`data is ${bytes} bytes; at most ${MAX_EVENT_DATA_BYTES} are accepted`);
@@ -123,6 +126,14 @@ function isJsonValue(value: unknown, depth = 0): boolean {
     return Object.values(value as Record<string, unknown>).every((v) => isJsonValue(v, depth + 1));
   }
   return false;
+}
+
+/** Whether a JSON value has an own `__proto__` key at any depth (JSON.parse makes one from `"__proto__":`). */
+export function hasOwnProtoKey(value: unknown, depth = 0): boolean {
+  if (depth > 64 || value === null || typeof value !== "object") return false;
+  if (Array.isArray(value)) return value.some((v) => hasOwnProtoKey(v, depth + 1));
+  if (Object.prototype.hasOwnProperty.call(value, "__proto__")) return true;
+  return Object.values(value as Record<string, unknown>).some((v) => hasOwnProtoKey(v, depth + 1));
 }
 
 function preview(value: unknown): string {
