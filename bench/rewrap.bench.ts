@@ -419,7 +419,7 @@ async function runSize(
   const vaultDir = await mkdtemp(join(tmpdir(), "amk-rewrap-bench-vault-"));
   const vault = await FileSecretVault.open(vaultDir);
   const kits = new KitService({ keyStore, events: base, vault, alerts });
-  const rotations = new RotationService({ keyStore, events, kits, alerts });
+  const rotations = new RotationService({ keyStore, events, kits, alerts, writerSettleMs: 0 });
   const tag = randomBytes(3).toString("hex");
   const ws = `rewrap-${n}-${tag}`;
   const refWs = `rewrap-ref-${n}-${tag}`;

@@ -174,8 +174,12 @@ export class RecoveryWorkflow extends Construct {
         .otherwise(
           census.next(
             new sfn.Choice(this, "CensusZero")
+              // Zero, counted after the writer settle time (docs/rotation.md, "Writers in flight").
               .when(
-                sfn.Condition.numberEquals("$.census.remaining", 0),
+                sfn.Condition.and(
+                  sfn.Condition.numberEquals("$.census.remaining", 0),
+                  sfn.Condition.booleanEquals("$.census.settled", true),
+                ),
                 verify.next(invalidate).next(complete).next(done),
               )
               .otherwise(

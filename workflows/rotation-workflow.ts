@@ -4,12 +4,13 @@
  *   StartRotation -> PlanRewrap -> HasWork? --yes--> RewrapShards (Map over census shards) -> PlanRewrap
  *                                           --no---> Census -> CensusZero? --yes--> CompleteRotation -> Done
  *                                                                          --no---> Wait 10 s -> PlanRewrap
+ *   (CensusZero: no record left on an old version, counted after the writer settle time since the activation)
  *   any error (after retries) -> RecordFailure -> Failed
  *
  * Work items are (old version, census shard) pairs, a few dozen at most whatever the number of documents, so the
  * payloads and the history stay small without a Distributed Map or an S3 manifest: each shard task re-wraps until
  * its time budget is used and the loop plans again from the census index (docs/decisions/0006-rotation-workflow.md).
- * The workspace always keeps an active key: StartRotation makes the new version active first, and a failure leaves
+ * The workspace always keeps an active key: StartRotation makes the new version active (once a kit carries it), and a failure leaves
  * every version usable.
  */
 import { Duration } from "aws-cdk-lib";
@@ -40,6 +41,9 @@ export const RETRYABLE_ERRORS = [
   "HsmUnavailableError",
   "EventStoreUnavailableError",
   "ConcurrentUpdateError",
+  "WriteWindowExpiredError",
+  "SessionKeyLostError",
+  "RotationNotSettledError",
   "VaultUnavailableError",
   "Lambda.TooManyRequestsException",
   "Lambda.ServiceException",
@@ -110,7 +114,14 @@ export class RotationWorkflow extends Construct {
         .otherwise(
           census.next(
             new sfn.Choice(this, "CensusZero")
-              .when(sfn.Condition.numberEquals("$.remaining", 0), complete.next(done))
+              // Zero, counted after the writer settle time (docs/rotation.md, "Writers in flight").
+              .when(
+                sfn.Condition.and(
+                  sfn.Condition.numberEquals("$.remaining", 0),
+                  sfn.Condition.booleanEquals("$.settled", true),
+                ),
+                complete.next(done),
+              )
               // The census index follows the streams within moments on DynamoDB: give it time, then plan again.
               .otherwise(
                 new sfn.Wait(this, "LetTheIndexCatchUp", {

@@ -20,6 +20,7 @@ import {
 import { CheckFailedError, UsageError } from "../runtime/errors.js";
 import { addSecretOptions, interactive } from "../runtime/secrets.js";
 import { newPassphrase } from "./workspace.js";
+import { writerTimingFromEnv } from "../../functions/shared/services.js";
 
 interface MigrateOptions {
   backup: string;
@@ -118,7 +119,7 @@ export function register(program: Command): void {
         keyStore,
         events,
         kits,
-        rotation: new RotationService({ keyStore, events, kits, alerts }),
+        rotation: new RotationService({ keyStore, events, kits, alerts, ...writerTimingFromEnv() }),
         dataKeys: await rt.dataKeys(),
       },
       {

@@ -22,7 +22,7 @@ export function register(program: Command): void {
         rotate
           .command("start")
           .description(
-            "run the rotation workflow: a new master key version becomes active at once, every wrap record is " +
+            "run the rotation workflow: a new master key version becomes active once a kit carries it, every wrap record is " +
               "re-wrapped inside the HSM (progress: done/total/rate/ETA), a census proves none is left on the " +
               "old versions, they are retired and the kit re-issued",
           )

@@ -88,6 +88,10 @@ export function applyLocalEnv(state: LocalState & { dynamodb: { running: { endpo
     // Backups of the local story and `amk backup`: a folder beside the vault (S3 in AWS).
     AMK_BACKUP_DIR: join(dirname(state.vaultDir), "backups"),
   });
+  // Writers in flight (docs/rotation.md): locally every writer is an `amk` process on this machine, appending to a
+  // local store, so a short window and settle time do (AWS: 5 s and 60 s).
+  env.AMK_DATAKEY_WRITE_WINDOW_MS ??= "2000";
+  env.AMK_WRITER_SETTLE_MS ??= "3000";
   env.AWS_REGION ??= "us-east-1";
 }
 
@@ -203,7 +207,13 @@ export class Runtime {
 
   async dataKeys(): Promise<DataKeyService> {
     const { DataKeyService } = await import("../../core/datakeys/data-keys.js");
-    return new DataKeyService({ keyStore: await this.keyStore(), events: this.events() });
+    const { writerTimingFromEnv } = await import("../../functions/shared/services.js");
+    const { writeWindowMs } = writerTimingFromEnv();
+    return new DataKeyService({
+      keyStore: await this.keyStore(),
+      events: this.events(),
+      ...(writeWindowMs !== undefined ? { writeWindowMs } : {}),
+    });
   }
 
   /**

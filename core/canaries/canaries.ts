@@ -103,7 +103,8 @@ export async function ensureCanaries(
 
 /**
  * Decrypts every canary end to end with the current wrap records and the HSM, and compares the content hash.
- * Never throws for a canary that fails: it is reported with the reason.
+ * Never throws for a canary that fails: it is reported with the reason. A transient failure on the way (a retryable
+ * error: the HSM or the event store busy) proves nothing about the canary and is thrown, for the caller to retry.
  */
 export async function verifyCanaries(
   deps: Pick<CanaryDeps, "dataKeys" | "events">,
@@ -138,6 +139,7 @@ export async function verifyCanary(
     }
     return { documentId: canary.documentId, ok: true, keyId };
   } catch (err) {
+    if (err instanceof AmkError && err.retryable) throw err;
     const e = err as Error;
     return {
       documentId: canary.documentId,

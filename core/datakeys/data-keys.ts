@@ -26,6 +26,7 @@ import { activeKeyOf } from "../workspaces/workspace.js";
 import {
   ArtifactNotFoundError,
   ConcurrentUpdateError,
+  WriteWindowExpiredError,
   DocumentDeletedError,
   DocumentKeysAlreadyExistError,
   DocumentKeysNotFoundError,
@@ -53,7 +54,17 @@ export interface DataKeyDeps {
   readonly keyTtlSeconds?: number;
   /** Appends retried after losing a race on the document stream (default 5). */
   readonly maxConflictRetries?: number;
+  /**
+   * The write window (default 5 s, `DEFAULT_WRITE_WINDOW_MS`): GenerateDataKeys records new DEKs only within this
+   * time after it read the active master key version, else it reads again. A rotation's census waits longer than
+   * this after the activation (`RotationDeps.writerSettleMs`), so no record can land on an old version after the
+   * census that retires it (docs/rotation.md, "Writers in flight").
+   */
+  readonly writeWindowMs?: number;
 }
+
+/** `DataKeyDeps.writeWindowMs`'s default. */
+export const DEFAULT_WRITE_WINDOW_MS = 5_000;
 
 export interface PlaintextDataKey {
   readonly artifact: Artifact;
@@ -113,11 +124,13 @@ export class DataKeyService {
   private readonly now: () => Date;
   private readonly ttlSeconds: number;
   private readonly maxRetries: number;
+  private readonly writeWindowMs: number;
 
   constructor(private readonly deps: DataKeyDeps) {
     this.now = deps.now ?? (() => new Date());
     this.ttlSeconds = deps.keyTtlSeconds ?? 300;
     this.maxRetries = deps.maxConflictRetries ?? 5;
+    this.writeWindowMs = deps.writeWindowMs ?? DEFAULT_WRITE_WINDOW_MS;
   }
 
   async generateDataKeys(input: GenerateDataKeysInput): Promise<DataKeysResult> {
@@ -131,6 +144,7 @@ export class DataKeyService {
     const eventId = uuidFromName("GenerateDataKeys", workspaceId, documentId, input.idempotencyKey);
     const stream = documentStreamId(workspaceId, documentId);
 
+    let windowExpired = false;
     for (let attempt = 0; attempt <= this.maxRetries; attempt++) {
       const doc = await this.readDocument(workspaceId, documentId);
       if (doc.status === "deleted") throw deleted(workspaceId, documentId);
@@ -151,6 +165,8 @@ export class DataKeyService {
         );
       }
 
+      // The write window starts before the active version is read (a monotonic clock).
+      const readAt = performance.now();
       const keyId = await activeKeyOf(this.deps.events, workspaceId);
       const keys: PlaintextDataKey[] = [];
       try {
@@ -177,6 +193,13 @@ export class DataKeyService {
           OccurredOn: occurredAt,
         };
         const event = newEvent(EventTypes.DocumentEncryptionKeysAdded, record, { eventId, occurredAt });
+        if (performance.now() - readAt > this.writeWindowMs) {
+          // Too late to record under the version read: a rotation may have activated another one and be counting
+          // the old one's records. Nothing recorded, nothing handed out: read again.
+          zeroize(...keys.map((k) => k.plaintext));
+          windowExpired = true;
+          continue;
+        }
         const res = await this.deps.events.appendToStream(stream, [event], {
           expectedVersion: doc.currentVersion ?? "no_stream",
         });
@@ -200,6 +223,12 @@ export class DataKeyService {
         if (err instanceof ExpectedVersionConflictError) continue; // lost a race: read again
         throw err;
       }
+    }
+    if (windowExpired) {
+      throw new WriteWindowExpiredError(
+        `the DEKs of document ${documentId} could not be recorded within ${this.writeWindowMs} ms of reading the active master key version; nothing was recorded, retry`,
+        { context: { workspaceId, documentId, writeWindowMs: this.writeWindowMs } },
+      );
     }
     throw new ConcurrentUpdateError(`document ${documentId} kept changing; retry later`, {
       context: { workspaceId, documentId },

@@ -43,3 +43,12 @@ export class ConcurrentUpdateError extends DataKeyError {
   readonly code = "CONCURRENT_UPDATE";
   override readonly retryable = true;
 }
+
+/**
+ * The HSM (or the store) was so slow that the DEKs were not recorded within the write window after the active
+ * version was read: nothing was recorded, nothing handed out; a retry reads the active version again.
+ */
+export class WriteWindowExpiredError extends DataKeyError {
+  readonly code = "WRITE_WINDOW_EXPIRED";
+  override readonly retryable = true;
+}

@@ -40,13 +40,19 @@ import { KitError } from "../kit/errors.js";
 import { DEFAULT_ACK_MAX_AGE_DAYS, type DrillCheck, type KitService } from "../kit/kit-service.js";
 import { parseKeyId } from "../keystore/key-id.js";
 import type { KeyStore } from "../keystore/key-store.js";
+import { retryTransient } from "../shared/retry.js";
 import { zeroize } from "../shared/bytes.js";
 import { mapLimit } from "../shared/concurrency.js";
 import { InvalidInputError } from "../shared/errors.js";
 import { uuidFromName } from "../shared/ids.js";
 import { SecretNotFoundError, SecretVersionNotFoundError, VaultError } from "../vault/errors.js";
 import { verifyCanaries } from "../canaries/canaries.js";
-import { readWorkspace, type KitRecord, type WorkspaceState } from "../workspaces/workspace.js";
+import {
+  isLiveKeyState,
+  readWorkspace,
+  type KitRecord,
+  type WorkspaceState,
+} from "../workspaces/workspace.js";
 import { assessHsmBackups, type HsmBackupPolicy, type HsmBackupSource } from "./hsm-backups.js";
 
 export const DEFAULT_SAMPLE_SIZE = 20;
@@ -164,7 +170,9 @@ export class DrillService {
     const kitOk = kitCheck.Status === "passed";
     const record = ws.kits.at(-1);
     const drill: Settled<DrillCheck> | undefined =
-      kitOk && record ? await settle(() => this.deps.kits.drillCheckKit(workspaceId)) : undefined;
+      kitOk && record
+        ? await settle(() => retryTransient(() => this.deps.kits.drillCheckKit(workspaceId)))
+        : undefined;
     const unreadable: Outcome = {
       status: "skipped",
       detail: "the kit could not be read from the vault (kit-in-vault)",
@@ -316,7 +324,7 @@ export class DrillService {
     const lines: string[] = [];
     for (const m of check.masterKeys) {
       const key = ws.keys.find((k) => k.keyId === m.keyId);
-      const isLive = key?.state === "active" || key?.state === "decrypt-only";
+      const isLive = key !== undefined && isLiveKeyState(key.state);
       const issued = record.masterKeys.find((r) => r.keyId === m.keyId)?.kcv;
       let live = m.liveKcv;
       if (live === undefined && isLive) {
@@ -444,11 +452,14 @@ export class DrillService {
       const artifacts = Array.isArray(data?.Artifacts) ? data.Artifacts.map((a) => a.Artifact) : [];
       try {
         if (artifacts.length === 0) throw new Error("its current wrap record lists no artifact");
-        const r = await this.deps.dataKeys.decryptDataKeys({
-          workspaceId,
-          documentId: d.documentId,
-          artifacts,
-        });
+        // A busy HSM or store proves nothing about the document: retried before it counts as a failure.
+        const r = await retryTransient(() =>
+          this.deps.dataKeys.decryptDataKeys({
+            workspaceId,
+            documentId: d.documentId,
+            artifacts,
+          }),
+        );
         zeroize(...r.keys.map((k) => k.plaintext));
         return { documentId: d.documentId, keyId: r.keyId as string, outcome: "ok" as const };
       } catch (err) {
@@ -538,11 +549,15 @@ export class DrillService {
 
   // ---- recording -----------------------------------------------------------------------------------------------
 
-  /** Runs one check; an unexpected error becomes its failure, never the drill's. */
+  /**
+   * Runs one check; an unexpected error becomes its failure, never the drill's. A transient error (retryable: the
+   * HSM, the store or the vault busy for a moment) runs the check again first (read-only), so that a drill does not
+   * raise a critical alarm for a moment of load.
+   */
   private async check(name: DrillCheckName, fn: () => Promise<Outcome> | Outcome): Promise<DrillCheckResult> {
     let outcome: Outcome;
     try {
-      outcome = await fn();
+      outcome = await retryTransient(async () => fn());
     } catch (err) {
       outcome = {
         status: "failed",

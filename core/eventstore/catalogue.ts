@@ -28,7 +28,7 @@ export const EventTypes = {
   UnlockAttemptFailed: "UnlockAttemptFailed",
   /** Workspace stream: an administrator opened the kit (verify or recover); resets the failure count. */
   UnlockSucceeded: "UnlockSucceeded",
-  /** Workspace stream: a master key version changed state (active, decrypt-only, retired). */
+  /** Workspace stream: a master key version changed state (pending, active, decrypt-only, retired). */
   MasterKeyStateChanged: "MasterKeyStateChanged",
   /** Workspace stream: a rotation began: a new active version; the listed versions are to be re-wrapped away. */
   RotationStarted: "RotationStarted",
@@ -87,6 +87,12 @@ export interface MasterKeyCreatedData {
   readonly Extractable: boolean;
   /** How the key came into the HSM; absent means generated there. `imported-legacy`: ArquivoMate's static key (migration). */
   readonly Origin?: "generated" | "imported-legacy";
+  /**
+   * `pending`: created by a rotation, not yet handed out (a kit must carry it first; `MasterKeyStateChanged` to
+   * `active` follows). Absent: active at once, the version before turning decrypt-only (provisioning, migration, and
+   * rotations recorded before pending versions existed).
+   */
+  readonly State?: "pending";
 }
 
 /** ArquivoMate's `DocumentEncryptionKeysAdded` plus `WorkspaceId`, `KeyId` and `WrapFormat`. */
@@ -212,8 +218,9 @@ export interface MasterKeyStateChangedData {
   readonly [field: string]: unknown;
   readonly WorkspaceId: string;
   readonly KeyId: string;
-  readonly From: "active" | "decrypt-only";
-  readonly To: "decrypt-only" | "retired";
+  readonly From: "pending" | "active" | "decrypt-only";
+  /** `active`: a pending version is handed out from now on (the active one before turns decrypt-only in the same append). */
+  readonly To: "active" | "decrypt-only" | "retired";
   readonly Reason: string;
 }
 

@@ -5,7 +5,17 @@ export abstract class KeyStoreError extends AmkError {}
 
 /** The master key version (or transport key) does not exist in the HSM. */
 export class KeyNotFoundError extends KeyStoreError {
-  readonly code = "KEY_NOT_FOUND";
+  readonly code: string = "KEY_NOT_FOUND";
+}
+
+/**
+ * A session object (a transport key, a scratch or drill-slot key) went with the HSM session that held it (the
+ * session was dropped or the HSM logged the application out). The object is gone, nothing else: loading it again
+ * (a new transport key, the operation run again from its start) works, so it is retryable.
+ */
+export class SessionKeyLostError extends KeyNotFoundError {
+  override readonly code: string = "SESSION_KEY_LOST";
+  override readonly retryable = true;
 }
 
 /** A master key version with that id already exists; nothing was created. */

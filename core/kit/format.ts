@@ -126,7 +126,7 @@ export const BodySchema = z.strictObject({
       z.strictObject({
         keyId: z.string().regex(/^ws-[A-Za-z0-9][A-Za-z0-9_-]{0,63}\/mk\/[1-9][0-9]{0,8}$/),
         kcv: z.string().regex(/^[0-9A-F]{6}$/),
-        state: z.enum(["active", "decrypt-only"]),
+        state: z.enum(["pending", "active", "decrypt-only"]),
         wrapped: b64(40),
       }),
     )

@@ -13,16 +13,18 @@ import {
   type KitIssuedData,
 } from "../eventstore/catalogue.js";
 import type { EventStore } from "../eventstore/event-store.js";
+import { ExpectedVersionConflictError } from "../eventstore/errors.js";
 import { newEvent } from "../eventstore/events.js";
 import { workspaceStreamId } from "../eventstore/stream-id.js";
-import { KeyAlreadyExistsError, KeyIntegrityError } from "../keystore/errors.js";
+import { KeyAlreadyExistsError, KeyIntegrityError, SessionKeyLostError } from "../keystore/errors.js";
 import { drillKeyId, parseDrillKeyId, parseKeyId } from "../keystore/key-id.js";
 import type { KeyStore, OaepHash, TransportKeyRef } from "../keystore/key-store.js";
 import { zeroize } from "../shared/bytes.js";
-import { InvalidInputError } from "../shared/errors.js";
+import { AmkError, InvalidInputError } from "../shared/errors.js";
+import { backoffDelay, retryTransient, sleep, TRANSIENT_RETRY } from "../shared/retry.js";
 import { uuidFromName } from "../shared/ids.js";
 import { kitSecretName, type SecretVault } from "../vault/secret-vault.js";
-import { readWorkspace, type WorkspaceState } from "../workspaces/workspace.js";
+import { isLiveKeyState, readWorkspace, type WorkspaceState } from "../workspaces/workspace.js";
 import { newChallenge, type HmacTokenResponder } from "../factors/hmac-token.js";
 import { checkPassphrase } from "../factors/passphrase-policy.js";
 import { DEFAULT_TOTP, newTotpSeed, totpUri, type TotpParams } from "../factors/totp.js";
@@ -104,6 +106,12 @@ export interface InventoryReport {
   }[];
   readonly unacknowledgedKitVersions: readonly number[];
 }
+
+/**
+ * How long a kit in the vault one version ahead of the records counts as an issuance in flight (its `KitIssued` not
+ * yet recorded): readers use the last recorded kit meanwhile. Older, it is an interrupted issuance, reported.
+ */
+export const ISSUANCE_IN_FLIGHT_MS = 15 * 60_000;
 
 export class KitService {
   private readonly now: () => Date;
@@ -256,25 +264,19 @@ export class KitService {
     const wrapKey = wrapKeyOf(kitSecret);
     let transport: TransportKeyRef | undefined;
     try {
-      transport = await this.deps.keyStore.importTransportKey(wrapKey);
-      const masterKeys: KitBody["masterKeys"] = [];
-      // Every live version: active and decrypt-only (retired versions no record needs; destroyed ones are gone).
-      const live = ws.keys.filter((k) => k.state === "active" || k.state === "decrypt-only");
-      for (const k of live) {
-        const blob = await this.deps.keyStore.exportMasterKey(k.keyId, transport);
-        // Prove the blob before anyone relies on it: unwrapped inside the HSM, it has the recorded KCV.
-        const kcv = await this.deps.keyStore.checkWrappedMasterKey(transport, blob);
-        if (kcv !== k.kcv) {
-          throw new KeyIntegrityError(`master key ${k.keyId} in the HSM does not match its recorded KCV`, {
-            context: { keyId: k.keyId, recorded: k.kcv, actual: kcv },
-          });
+      // The export needs the transport key for several calls: when the HSM session holding it is lost on the way
+      // (SessionKeyLostError), the export starts again with the transport key loaded again (a few times).
+      let masterKeys: KitBody["masterKeys"] = [];
+      for (let attempt = 1; ; attempt++) {
+        try {
+          transport = await this.deps.keyStore.importTransportKey(wrapKey);
+          masterKeys = await this.exportLive(ws, transport);
+          break;
+        } catch (err) {
+          if (!(err instanceof SessionKeyLostError) || attempt >= 3) throw err;
+          if (transport) await this.deps.keyStore.destroyTransportKey(transport);
+          transport = undefined;
         }
-        masterKeys.push({
-          keyId: k.keyId,
-          kcv,
-          state: k.state === "active" ? "active" : "decrypt-only",
-          wrapped: Buffer.from(blob).toString("base64"),
-        });
       }
       const kitVersion = (ws.kits.at(-1)?.kitVersion ?? 0) + 1;
       const kitId = ws.kits[0]?.kitId ?? uuidFromName("kit", workspaceId);
@@ -311,7 +313,7 @@ export class KitService {
         EventStorePosition: ws.version,
         Reason: options.reason,
       };
-      await this.append(ws, EventTypes.KitIssued, data);
+      await this.recordIssued(ws, data);
       return { kitVersion, fingerprint: parsed.fingerprint, vaultVersionId: stored.versionId, bytes };
     } finally {
       zeroize(kitSecret, wrapKey);
@@ -319,9 +321,25 @@ export class KitService {
     }
   }
 
-  /** The administrators' public keys and sealed identities, from the current kit in the vault. */
+  /**
+   * The administrators' public keys and sealed identities, from the last kit `KitIssued` recorded, read from the
+   * vault at the version it recorded (fingerprint checked). Not the vault's current version: an issuance interrupted
+   * between its vault write and its `KitIssued` (a transient store failure, a lost race) leaves a newer, unrecorded
+   * version there, and the next issuance must still work (it replaces that version); `currentKit` keeps refusing it.
+   */
   async currentRecipients(workspaceId: string): Promise<KitRecipient[]> {
-    const kit = await this.currentKit(workspaceId);
+    const ws = await readWorkspace(this.deps.events, workspaceId);
+    const latest = ws.kits.at(-1);
+    const kit = latest
+      ? await this.kitAtVaultVersion(workspaceId, latest.vaultVersionId)
+      : await this.currentKit(workspaceId, ws);
+    if (latest && kit.fingerprint !== latest.fingerprint) {
+      throw new KitIntegrityError(
+        `the kit at vault version ${latest.vaultVersionId} is not kit v${latest.kitVersion} as recorded at issuance`,
+        "fingerprint",
+        { context: { workspaceId, kitVersion: latest.kitVersion } },
+      );
+    }
     return kit.slots
       .filter((s) => s.type === "admin")
       .map((s) => ({
@@ -337,12 +355,36 @@ export class KitService {
     return readKit(stored.value);
   }
 
-  /** The current kit from the vault, checked against the fingerprint recorded when it was issued. */
+  /**
+   * The current kit from the vault, checked against the fingerprint recorded when it was issued. While an issuance
+   * is in flight (its kit in the vault, its `KitIssued` not yet recorded: the vault holds the next version, issued
+   * less than `ISSUANCE_IN_FLIGHT_MS` ago), the last recorded kit is read at its recorded vault version instead.
+   */
   async currentKit(workspaceId: string, ws?: WorkspaceState): Promise<ParsedKit> {
     const state = ws ?? (await readWorkspace(this.deps.events, workspaceId));
     const stored = await this.deps.vault.getSecret(kitSecretName(workspaceId));
-    const kit = readKit(stored.value);
+    let kit = readKit(stored.value);
     const latest = state.kits.at(-1);
+    const issuedAt = Date.parse(kit.header.issuedAt);
+    const inFlight =
+      latest !== undefined &&
+      kit.header.kitVersion === latest.kitVersion + 1 &&
+      Number.isFinite(issuedAt) &&
+      this.now().getTime() - issuedAt < ISSUANCE_IN_FLIGHT_MS;
+    if (inFlight) kit = await this.kitAtVaultVersion(workspaceId, latest.vaultVersionId);
+    if (latest && kit.header.kitVersion === latest.kitVersion + 1) {
+      throw new KitIntegrityError(
+        `the vault's current kit is v${kit.header.kitVersion}, which was never recorded (v${latest.kitVersion} was issued last): an issuance was interrupted after storing it; issue the kit again`,
+        "vault-version",
+        {
+          context: {
+            workspaceId,
+            vaultKitVersion: kit.header.kitVersion,
+            issuedKitVersion: latest.kitVersion,
+          },
+        },
+      );
+    }
     if (latest && kit.header.kitVersion !== latest.kitVersion) {
       throw new KitIntegrityError(
         `the vault's current kit is v${kit.header.kitVersion} but v${latest.kitVersion} was issued last (rolled back or not stored?)`,
@@ -455,31 +497,50 @@ export class KitService {
     const opened = await this.openKit(input);
     let transport: TransportKeyRef | undefined;
     try {
-      transport = await target.importTransportKey(opened.wrapKey);
-      const out: { keyId: string; kcv: string; imported: boolean }[] = [];
-      for (const mk of opened.body.masterKeys) {
-        const keyId = parseKeyId(mk.keyId);
+      // The code is used up once the kit is open: transient failures from here on are retried (each step is
+      // idempotent: an import that already happened is recognised below), so they do not cost another code.
+      // Transient failures and a transport key lost with its HSM session are retried: an import that already
+      // happened is recognised (KeyAlreadyExistsError + the same KCV), so the loop may start again from the top.
+      const notLost = (err: unknown) => !(err instanceof SessionKeyLostError);
+      let out: { keyId: string; kcv: string; imported: boolean }[] = [];
+      for (let attempt = 1; ; attempt++) {
         try {
-          const info = await target.importMasterKey(keyId, Buffer.from(mk.wrapped, "base64"), transport, {
-            expectedKcv: mk.kcv,
-          });
-          out.push({ keyId: mk.keyId, kcv: info.kcv, imported: true });
+          transport = await retryTransient(() => target.importTransportKey(opened.wrapKey));
+          out = [];
+          for (const mk of opened.body.masterKeys) {
+            const keyId = parseKeyId(mk.keyId);
+            try {
+              const ref = transport;
+              const info = await retryTransient(
+                () =>
+                  target.importMasterKey(keyId, Buffer.from(mk.wrapped, "base64"), ref, {
+                    expectedKcv: mk.kcv,
+                  }),
+                undefined,
+                notLost,
+              );
+              out.push({ keyId: mk.keyId, kcv: info.kcv, imported: true });
+            } catch (err) {
+              if (!(err instanceof KeyAlreadyExistsError)) throw err;
+              const kcv = await retryTransient(() => target.keyCheckValue(keyId));
+              if (kcv !== mk.kcv)
+                throw new KitIntegrityError(
+                  `${mk.keyId} already exists in the target HSM with another KCV`,
+                  "master-key",
+                );
+              out.push({ keyId: mk.keyId, kcv, imported: false });
+            }
+          }
+          break;
         } catch (err) {
-          if (!(err instanceof KeyAlreadyExistsError)) throw mapMasterKeyError(err, mk.keyId);
-          const kcv = await target.keyCheckValue(keyId);
-          if (kcv !== mk.kcv)
-            throw new KitIntegrityError(
-              `${mk.keyId} already exists in the target HSM with another KCV`,
-              "master-key",
-            );
-          out.push({ keyId: mk.keyId, kcv, imported: false });
+          const failedKey = opened.body.masterKeys[out.length]?.keyId ?? "";
+          if (!(err instanceof SessionKeyLostError) || attempt >= 3) throw mapMasterKeyError(err, failedKey);
+          if (transport) await target.destroyTransportKey(transport);
+          transport = undefined;
         }
       }
-      await this.gate.recordSuccess(
-        input.workspaceId,
-        input.adminId,
-        opened.kit.header.kitVersion,
-        "recover",
+      await retryTransient(() =>
+        this.gate.recordSuccess(input.workspaceId, input.adminId, opened.kit.header.kitVersion, "recover"),
       );
       return { kitVersion: opened.kit.header.kitVersion, masterKeys: out };
     } finally {
@@ -545,7 +606,7 @@ export class KitService {
           );
         masterKeys.push({ keyId: mk.keyId, kitKcv: mk.kcv, hsmKcv, ...(liveKcv ? { liveKcv } : {}), ok });
       }
-      for (const k of ws.keys.filter((x) => x.state === "active" || x.state === "decrypt-only")) {
+      for (const k of ws.keys.filter((x) => isLiveKeyState(x.state))) {
         if (!body.masterKeys.some((m) => m.keyId === k.keyId))
           problems.push(`${k.keyId} is not covered by kit v${kit.header.kitVersion}`);
       }
@@ -599,6 +660,66 @@ export class KitService {
       const info = await this.deps.keyStore.getDrillKey(id);
       if (!info) throw err;
       return info;
+    }
+  }
+
+  /**
+   * Every live version, exported under the transport key: pending (a rotation's next version: active once a kit
+   * carries it), active and decrypt-only. Retired versions no record needs; destroyed ones are gone.
+   */
+  private async exportLive(ws: WorkspaceState, transport: TransportKeyRef): Promise<KitBody["masterKeys"]> {
+    const masterKeys: KitBody["masterKeys"] = [];
+    for (const k of ws.keys.filter((x) => isLiveKeyState(x.state))) {
+      const blob = await this.deps.keyStore.exportMasterKey(k.keyId, transport);
+      // Prove the blob before anyone relies on it: unwrapped inside the HSM, it has the recorded KCV.
+      const kcv = await this.deps.keyStore.checkWrappedMasterKey(transport, blob);
+      if (kcv !== k.kcv) {
+        throw new KeyIntegrityError(`master key ${k.keyId} in the HSM does not match its recorded KCV`, {
+          context: { keyId: k.keyId, recorded: k.kcv, actual: kcv },
+        });
+      }
+      masterKeys.push({
+        keyId: k.keyId,
+        kcv,
+        state: k.state === "active" || k.state === "pending" ? k.state : "decrypt-only",
+        wrapped: Buffer.from(blob).toString("base64"),
+      });
+    }
+    return masterKeys;
+  }
+
+  /**
+   * Records `KitIssued` once the kit is in the vault. The vault already holds the new version as current: giving up
+   * here on a write that merely raced (an unlock attempt, a drill result on the workspace stream) or failed for a
+   * moment would leave that version unrecorded, which `currentKit` refuses from then on. So the append is retried
+   * (bounded) at the version re-read, as long as the kit it records is still the right one: the same live master key
+   * versions and no other kit of this version recorded meanwhile. A lost answer is recognised on the re-read.
+   */
+  private async recordIssued(ws: WorkspaceState, data: KitIssuedData): Promise<void> {
+    const live = (w: WorkspaceState) =>
+      w.keys
+        .filter((k) => isLiveKeyState(k.state))
+        .map((k) => `${k.keyId}:${k.state}`)
+        .join(",");
+    let state = ws;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.append(state, EventTypes.KitIssued, data);
+        return;
+      } catch (err) {
+        const transient = err instanceof AmkError && err.retryable;
+        if (
+          !(err instanceof ExpectedVersionConflictError || transient) ||
+          attempt >= TRANSIENT_RETRY.maxAttempts
+        )
+          throw err;
+        if (transient) await sleep(backoffDelay(TRANSIENT_RETRY, attempt));
+        const fresh = await retryTransient(() => readWorkspace(this.deps.events, ws.workspaceId));
+        const same = fresh.kits.find((k) => k.kitVersion === data.KitVersion);
+        if (same?.fingerprint === data.Fingerprint) return; // recorded: the answer was lost
+        if (same || live(fresh) !== live(ws)) throw err; // another kit, or other keys: this one is not the one to record
+        state = fresh;
+      }
     }
   }
 

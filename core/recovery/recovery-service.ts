@@ -43,7 +43,8 @@ import type { KeyStore } from "../keystore/key-store.js";
 import { parseKeyId } from "../keystore/key-id.js";
 import type { RotationService } from "../rotation/rotation-service.js";
 import { zeroize } from "../shared/bytes.js";
-import { InvalidInputError } from "../shared/errors.js";
+import { AmkError, InvalidInputError } from "../shared/errors.js";
+import { backoffDelay, retryTransient, sleep, TRANSIENT_RETRY } from "../shared/retry.js";
 import { uuidFromName } from "../shared/ids.js";
 import { WorkspaceNotProvisionedError } from "../datakeys/errors.js";
 import { readWorkspace, type RecoveryState, type WorkspaceState } from "../workspaces/workspace.js";
@@ -149,6 +150,10 @@ export class RecoveryService {
             { context: { workspaceId, recoveryId: current.recoveryId } },
           );
         }
+        // The same execution again: its Validate task retried after a transient failure, maybe after it took the
+        // lock and before it checked the kit. The checks are read-only: run them again, never skip them.
+        if (!ws.kits.at(-1)) throw new KitCoverageError(`workspace ${workspaceId} has no recovery kit`);
+        await this.checkKit(ws, input.kitVaultVersionId);
         return this.startResult(ws, current, true);
       }
       const resumed = current?.status === "failed";
@@ -241,7 +246,9 @@ export class RecoveryService {
       this.deps.keyStore,
     );
     const masterKeys = recovered.masterKeys.map((m) => ({ keyId: m.keyId, kcv: m.kcv }));
-    const fresh = await readWorkspace(this.deps.events, input.workspaceId);
+    // From here on the administrator's code is used up: a transient failure must not cost them another one, so the
+    // remaining reads and the record are retried (all idempotent).
+    const fresh = await retryTransient(() => readWorkspace(this.deps.events, input.workspaceId));
     for (const m of masterKeys) {
       const recorded = fresh.keys.find((k) => k.keyId === m.keyId);
       if (recorded && recorded.kcv !== m.kcv) {
@@ -251,10 +258,12 @@ export class RecoveryService {
         );
       }
     }
-    await this.assertCovers(
-      fresh,
-      masterKeys.map((m) => m.keyId),
-      `kit v${recovered.kitVersion}`,
+    await retryTransient(() =>
+      this.assertCovers(
+        fresh,
+        masterKeys.map((m) => m.keyId),
+        `kit v${recovered.kitVersion}`,
+      ),
     );
     const data: RecoveryUnlockedData = {
       WorkspaceId: input.workspaceId,
@@ -264,13 +273,17 @@ export class RecoveryService {
       MasterKeys: masterKeys.map((m) => ({ KeyId: m.keyId, Kcv: m.kcv })),
     };
     let state = fresh;
+    // One event id for every attempt: an append whose answer was lost is then a replay, never a second record.
+    const eventId = randomUUID();
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.append(state, EventTypes.RecoveryUnlocked, data);
+        await this.append(state, EventTypes.RecoveryUnlocked, data, eventId);
         break;
       } catch (err) {
-        if (!(err instanceof ExpectedVersionConflictError) || attempt >= 5) throw err;
-        state = await readWorkspace(this.deps.events, input.workspaceId);
+        const transient = err instanceof AmkError && err.retryable;
+        if (!(err instanceof ExpectedVersionConflictError || transient) || attempt >= 5) throw err;
+        if (transient) await sleep(backoffDelay(TRANSIENT_RETRY, attempt + 1));
+        state = await retryTransient(() => readWorkspace(this.deps.events, input.workspaceId));
       }
     }
     return {
@@ -318,18 +331,20 @@ export class RecoveryService {
     recoveryId: string;
     sampleSize?: number;
   }): Promise<{ canaries: number; sampled: number; remaining: number }> {
-    const ws = await readWorkspace(this.deps.events, input.workspaceId);
+    // Many reads and unwraps: each is retried on its own when the HSM or the store is busy for a moment, so that one
+    // transient failure does not throw away the whole verification (all of it is read-only).
+    const ws = await retryTransient(() => readWorkspace(this.deps.events, input.workspaceId));
     const r = this.ownRecovery(ws, input.recoveryId);
     const recovered = r.unlocked?.masterKeys.map((m) => m.keyId) ?? [];
     let remaining = 0;
     for (const k of recovered)
-      remaining += await this.deps.events.countDocumentsByKeyId(input.workspaceId, k);
+      remaining += await retryTransient(() => this.deps.events.countDocumentsByKeyId(input.workspaceId, k));
     if (remaining > 0) {
       throw new RecoveryVerificationError(`${remaining} document(s) are still on recovered versions`, {
         context: { workspaceId: input.workspaceId, remaining },
       });
     }
-    const canaries = await verifyCanaries(this.deps, input.workspaceId);
+    const canaries = await retryTransient(() => verifyCanaries(this.deps, input.workspaceId));
     const bad = canaries.filter((c) => !c.ok);
     if (canaries.length === 0 || bad.length > 0) {
       throw new RecoveryVerificationError(
@@ -342,23 +357,29 @@ export class RecoveryService {
     const active = ws.activeKeyId;
     let sampled = 0;
     if (active) {
-      const page = await this.deps.events.listDocumentsByKeyId(input.workspaceId, active, {
-        limit: input.sampleSize ?? 20,
-      });
+      const page = await retryTransient(() =>
+        this.deps.events.listDocumentsByKeyId(input.workspaceId, active, {
+          limit: input.sampleSize ?? 20,
+        }),
+      );
       for (const d of page.documents) {
         if (d.status === "deleted") continue;
-        const { events } = await this.deps.events.readStream(
-          documentStreamId(input.workspaceId, d.documentId),
-        );
-        const record = currentWrapRecord(events)?.data as DocumentEncryptionKeysAddedData | undefined;
-        if (!record) continue;
-        const keys = await this.deps.dataKeys.decryptDataKeys({
-          workspaceId: input.workspaceId,
-          documentId: d.documentId,
-          artifacts: record.Artifacts.map((a) => a.Artifact),
+        const keyId = await retryTransient(async () => {
+          const { events } = await this.deps.events.readStream(
+            documentStreamId(input.workspaceId, d.documentId),
+          );
+          const record = currentWrapRecord(events)?.data as DocumentEncryptionKeysAddedData | undefined;
+          if (!record) return undefined;
+          const keys = await this.deps.dataKeys.decryptDataKeys({
+            workspaceId: input.workspaceId,
+            documentId: d.documentId,
+            artifacts: record.Artifacts.map((a) => a.Artifact),
+          });
+          zeroize(...keys.keys.map((k) => k.plaintext));
+          return keys.keyId;
         });
-        zeroize(...keys.keys.map((k) => k.plaintext));
-        if (keys.keyId !== active) {
+        if (keyId === undefined) continue;
+        if (keyId !== active) {
           throw new RecoveryVerificationError(`document ${d.documentId} is not on the new master key`);
         }
         sampled += 1;
@@ -462,7 +483,10 @@ export class RecoveryService {
     step: string;
     error: { name: string; message: string };
   }): Promise<{ recorded: boolean; recoveryId?: string }> {
-    const ws = await readWorkspace(this.deps.events, input.workspaceId).catch(() => undefined);
+    // The catch path must not lose the lock's release to a transient store failure: a read that fails for a moment
+    // is retried (else the execution's recovery would stay "running" and refuse every later execution).
+    const read = () => retryTransient(() => readWorkspace(this.deps.events, input.workspaceId));
+    const ws = await read().catch(() => undefined);
     const r = ws?.recovery;
     const own = ws !== undefined && r?.status === "running" && r.executionName === input.executionName;
     if (own) {
@@ -479,8 +503,13 @@ export class RecoveryService {
           await this.append(state, EventTypes.RecoveryFailed, data);
           break;
         } catch (err) {
-          if (!(err instanceof ExpectedVersionConflictError) || attempt >= 5) throw err;
-          state = await readWorkspace(this.deps.events, input.workspaceId);
+          const transient = err instanceof AmkError && err.retryable;
+          if (!(err instanceof ExpectedVersionConflictError || transient) || attempt >= 5) throw err;
+          if (transient) await sleep(backoffDelay(TRANSIENT_RETRY, attempt + 1));
+          state = await read();
+          // Recorded already (an append whose answer was lost), or no longer this execution's to close.
+          const now = state.recovery;
+          if (now?.recoveryId !== r.recoveryId || now.status !== "running") break;
         }
       }
     }

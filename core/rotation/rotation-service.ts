@@ -1,9 +1,10 @@
 /**
  * Master-key rotation and the re-wrap engine.
  *
- * - `startRotation`: a new master key version becomes active at once (new DEKs use it) and every older live version
- *   turns decrypt-only, in one conditional append (`MasterKeyCreated`, `MasterKeyStateChanged`, `RotationStarted`);
- *   then a kit that carries the new version is issued, so no document is ever wrapped under a version no kit holds.
+ * - `startRotation`: a new master key version is created *pending* (`MasterKeyCreated` with `State: pending`,
+ *   `RotationStarted`, one conditional append), a kit that carries it is issued, and only then it becomes active (new
+ *   DEKs use it) while the version before turns decrypt-only (`MasterKeyStateChanged` x2, one conditional append):
+ *   no DEK is ever wrapped under a version that no kit holds.
  *   Idempotent: while a rotation runs, starting again returns it (that is how a killed job resumes); a failed
  *   rotation is resumed with the same target version, not replaced by a new one.
  * - `rewrapShard`: the unit of work. It takes documents still on an old version from one census shard, re-wraps
@@ -48,6 +49,7 @@ import { describeKeyId, masterKeyId, parseKeyId, type KeyId } from "../keystore/
 import type { KeyStore } from "../keystore/key-store.js";
 import { AmkError, InvalidInputError } from "../shared/errors.js";
 import { uuidFromName } from "../shared/ids.js";
+import { backoffDelay, retryTransient, sleep, TRANSIENT_RETRY } from "../shared/retry.js";
 import { mapLimit } from "../shared/concurrency.js";
 import type { KitService } from "../kit/kit-service.js";
 import { readWorkspace, type RotationState, type WorkspaceState } from "../workspaces/workspace.js";
@@ -71,7 +73,18 @@ export interface RotationDeps {
   readonly documentConcurrency?: number;
   /** Retries of a document's append after losing a race (default 8). */
   readonly maxConflictRetries?: number;
+  /**
+   * How long after the new version became active the census must wait before it may count (default 60 s,
+   * `DEFAULT_WRITER_SETTLE_MS`). A writer that read the old version as active just before the activation can still
+   * append a record under it for a while (GenerateDataKeys: its write window plus the longest store append), so a
+   * census taken earlier could miss that record and the old version be retired under it. Must exceed the data-key
+   * writers' `writeWindowMs` plus the longest append plus clock skew (docs/rotation.md, "Writers in flight").
+   */
+  readonly writerSettleMs?: number;
 }
+
+/** `RotationDeps.writerSettleMs`'s default: GenerateDataKeys' 5 s window + 30 s of appends and retries + slack. */
+export const DEFAULT_WRITER_SETTLE_MS = 60_000;
 
 export interface ShardResult {
   readonly shard: number;
@@ -90,17 +103,32 @@ export interface CensusResult {
   /** Streams read to cross-check the index (their last wrap record is on the target version). */
   readonly sampled: number;
   readonly sampleMismatches: readonly string[];
+  /**
+   * Whether the writer settle time since the new version's activation has passed (`RotationDeps.writerSettleMs`).
+   * Only a settled census of zero lets the old versions be retired.
+   */
+  readonly settled: boolean;
+  /** When it is not settled: how long until it is (ms). */
+  readonly settleRemainingMs: number;
+}
+
+/** The census came too early after the activation to prove that no writer in flight still uses an old version. */
+export class RotationNotSettledError extends AmkError {
+  readonly code = "ROTATION_NOT_SETTLED";
+  override readonly retryable = true;
 }
 
 export class RotationService {
   private readonly now: () => Date;
   private readonly concurrency: number;
   private readonly maxRetries: number;
+  private readonly settleMs: number;
 
   constructor(private readonly deps: RotationDeps) {
     this.now = deps.now ?? (() => new Date());
     this.concurrency = deps.documentConcurrency ?? 8;
     this.maxRetries = deps.maxConflictRetries ?? 8;
+    this.settleMs = Math.max(0, deps.writerSettleMs ?? DEFAULT_WRITER_SETTLE_MS);
   }
 
   /**
@@ -128,6 +156,7 @@ export class RotationService {
       }
       if (ws.rotation?.status === "running") {
         await this.ensureKitCovers(ws, ws.rotation, reason);
+        await this.ensureActive(workspaceId, ws.rotation);
         return ws.rotation;
       }
       if (ws.rotation?.status === "failed" && !superseded) {
@@ -151,6 +180,7 @@ export class RotationService {
           throw err;
         }
         await this.ensureKitCovers(await readWorkspace(this.deps.events, workspaceId), r, reason);
+        await this.ensureActive(workspaceId, r);
         return { ...r, status: "running" };
       }
       if (!ws.activeKeyId)
@@ -167,25 +197,35 @@ export class RotationService {
           if (!info) throw err;
         }
       }
-      const active = ws.activeKeyId;
       const fromKeyIds = ws.keys
         .filter((k) => k.state === "active" || k.state === "decrypt-only")
         .map((k) => k.keyId);
       const rotationId = randomUUID();
       const at = this.now();
+      // Pending: no DEK is wrapped under it before a kit carries it (ensureKitCovers, then ensureActive).
       const created: MasterKeyCreatedData = {
         WorkspaceId: workspaceId,
         KeyId: toKeyId,
         Kcv: info.kcv,
         Extractable: info.extractable,
+        State: "pending",
       };
-      const demoted: MasterKeyStateChangedData = {
-        WorkspaceId: workspaceId,
-        KeyId: active,
-        From: "active",
-        To: "decrypt-only",
-        Reason: `rotation ${rotationId}`,
-      };
+      // A pending version of a superseded rotation was never handed out (no record uses it): it is abandoned.
+      const abandoned = ws.keys
+        .filter((k) => k.state === "pending")
+        .map((k) =>
+          newEvent(
+            EventTypes.MasterKeyStateChanged,
+            {
+              WorkspaceId: workspaceId,
+              KeyId: k.keyId,
+              From: "pending",
+              To: "retired",
+              Reason: `never activated; superseded by rotation ${rotationId}`,
+            } satisfies MasterKeyStateChangedData,
+            { occurredAt: at },
+          ),
+        );
       const started: RotationStartedData = {
         WorkspaceId: workspaceId,
         RotationId: rotationId,
@@ -198,7 +238,7 @@ export class RotationService {
           workspaceStreamId(workspaceId),
           [
             newEvent(EventTypes.MasterKeyCreated, created, { occurredAt: at }),
-            newEvent(EventTypes.MasterKeyStateChanged, demoted, { occurredAt: at }),
+            ...abandoned,
             newEvent(EventTypes.RotationStarted, started, { occurredAt: at }),
           ],
           { expectedVersion: ws.version },
@@ -209,14 +249,15 @@ export class RotationService {
       }
       const running: RotationState = { rotationId, toKeyId, fromKeyIds, status: "running" };
       await this.ensureKitCovers(await readWorkspace(this.deps.events, workspaceId), running, reason);
+      await this.ensureActive(workspaceId, running);
       return running;
     }
     throw new ConcurrentUpdateError(`workspace ${workspaceId} kept changing; retry the rotation`);
   }
 
   /**
-   * The kit must carry every live version at all times (docs/recovery-kit.md): the new active version is in a kit
-   * before the re-wrap starts, so that documents wrapped under it in the meantime stay recoverable. Issued when the
+   * The kit must carry every live version at all times (docs/recovery-kit.md): the rotation's new version is in a
+   * kit before it is handed out (ensureActive), so that documents wrapped under it stay recoverable. Issued when the
    * latest kit lacks the rotation's target (a re-run after a failed issuance repairs it).
    */
   private async ensureKitCovers(ws: WorkspaceState, rotation: RotationState, reason: string): Promise<void> {
@@ -225,6 +266,65 @@ export class RotationService {
     await this.deps.kits.issueKit(ws.workspaceId, {
       reason: `rotation ${rotation.rotationId} started (${reason}): the kit carries the new version`,
     });
+  }
+
+  /**
+   * Makes the rotation's pending target the active version (the active one before turns decrypt-only), in one
+   * conditional append, once the newest kit carries it. Idempotent: a target already active is left as it is.
+   */
+  private async ensureActive(workspaceId: string, rotation: RotationState): Promise<void> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const ws = await readWorkspace(this.deps.events, workspaceId);
+      const target = ws.keys.find((k) => k.keyId === rotation.toKeyId);
+      if (target?.state !== "pending") return;
+      const kit = ws.kits.at(-1);
+      if (kit && !kit.masterKeys.some((m) => m.keyId === rotation.toKeyId)) {
+        throw new RotationError(
+          `${rotation.toKeyId} is not in the newest kit (v${kit.kitVersion}): it is not activated`,
+          { context: { workspaceId, keyId: rotation.toKeyId } },
+        );
+      }
+      const at = this.now();
+      const reason = `rotation ${rotation.rotationId}${kit ? `: kit v${kit.kitVersion} carries it` : ""}`;
+      const changes = [
+        newEvent(
+          EventTypes.MasterKeyStateChanged,
+          {
+            WorkspaceId: workspaceId,
+            KeyId: rotation.toKeyId,
+            From: "pending",
+            To: "active",
+            Reason: reason,
+          } satisfies MasterKeyStateChangedData,
+          { occurredAt: at },
+        ),
+        ...ws.keys
+          .filter((k) => k.state === "active")
+          .map((k) =>
+            newEvent(
+              EventTypes.MasterKeyStateChanged,
+              {
+                WorkspaceId: workspaceId,
+                KeyId: k.keyId,
+                From: "active",
+                To: "decrypt-only",
+                Reason: reason,
+              } satisfies MasterKeyStateChangedData,
+              { occurredAt: at },
+            ),
+          ),
+      ];
+      try {
+        await this.deps.events.appendToStream(workspaceStreamId(workspaceId), changes, {
+          expectedVersion: ws.version,
+        });
+        return;
+      } catch (err) {
+        if (err instanceof ExpectedVersionConflictError) continue;
+        throw err;
+      }
+    }
+    throw new ConcurrentUpdateError(`workspace ${workspaceId} kept changing; retry the rotation`);
   }
 
   /** The work items of the re-wrap: one per (old version, census shard) that has documents. */
@@ -441,37 +541,99 @@ export class RotationService {
     };
   }
 
-  /** Counts documents left on the old versions (index) and reads a sample of streams to cross-check it. */
-  async census(workspaceId: string, options: { sample?: number } = {}): Promise<CensusResult> {
-    const rotation = await this.runningRotation(workspaceId);
+  /**
+   * Counts documents left on the old versions (index) and reads a sample of streams to cross-check it. Waits first
+   * (at most `settleWaitMaxMs`, default `writerSettleMs`) until the writer settle time since the activation has
+   * passed; a census that could not wait long enough says `settled: false`.
+   */
+  async census(
+    workspaceId: string,
+    options: { sample?: number; settleWaitMaxMs?: number } = {},
+  ): Promise<CensusResult> {
+    // Read-only, and many reads: each is retried on its own when the store is busy for a moment.
+    const store = this.deps.events;
+    let rotation = await retryTransient(() => this.runningRotation(workspaceId));
+    const wait = await retryTransient(() => this.settleRemaining(workspaceId, rotation));
+    if (wait > 0) {
+      await sleep(Math.min(wait, Math.max(0, options.settleWaitMaxMs ?? this.settleMs)));
+      rotation = await retryTransient(() => this.runningRotation(workspaceId));
+    }
+    const settleRemainingMs = await retryTransient(() => this.settleRemaining(workspaceId, rotation));
     const byKeyId: Record<string, number> = {};
     let remaining = 0;
     for (const k of rotation.fromKeyIds) {
-      byKeyId[k] = await this.deps.events.countDocumentsByKeyId(workspaceId, k);
+      byKeyId[k] = await retryTransient(() => store.countDocumentsByKeyId(workspaceId, k));
       remaining += byKeyId[k]!;
     }
-    const inUse = await this.deps.events.listKeyIdsInUse(workspaceId);
+    const inUse = await retryTransient(() => store.listKeyIdsInUse(workspaceId));
     for (const k of rotation.fromKeyIds) if (inUse.includes(k) && byKeyId[k] === 0) remaining += 1;
     const mismatches: string[] = [];
     let sampled = 0;
     const want = options.sample ?? 20;
-    const page = await this.deps.events.listDocumentsByKeyId(workspaceId, rotation.toKeyId, {
-      limit: Math.max(1, want),
-    });
+    const page = await retryTransient(() =>
+      store.listDocumentsByKeyId(workspaceId, rotation.toKeyId, { limit: Math.max(1, want) }),
+    );
     for (const d of page.documents.slice(0, want)) {
       sampled += 1;
-      const { events } = await this.deps.events.readStream(documentStreamId(workspaceId, d.documentId));
+      const { events } = await retryTransient(() =>
+        store.readStream(documentStreamId(workspaceId, d.documentId)),
+      );
       const last = currentWrapRecord(events);
       if ((last?.data as DocumentEncryptionKeysAddedData | undefined)?.KeyId !== rotation.toKeyId)
         mismatches.push(d.documentId);
     }
-    return { remaining: remaining + mismatches.length, byKeyId, sampled, sampleMismatches: mismatches };
+    return {
+      remaining: remaining + mismatches.length,
+      byKeyId,
+      sampled,
+      sampleMismatches: mismatches,
+      settled: settleRemainingMs === 0,
+      settleRemainingMs,
+    };
   }
 
-  /** With a census of zero: retires the old versions, re-issues the kit for the live versions, completes. */
-  async completeRotation(workspaceId: string): Promise<{ kitVersion: number; retired: string[] }> {
+  /** Milliseconds until `writerSettleMs` has passed since the rotation's target became active (0: passed). */
+  private async settleRemaining(workspaceId: string, rotation: RotationState): Promise<number> {
+    if (this.settleMs === 0) return 0;
+    const ws = await readWorkspace(this.deps.events, workspaceId);
+    const target = ws.keys.find((k) => k.keyId === rotation.toKeyId);
+    if (target?.state === "pending") return this.settleMs; // not even active yet
+    const since = target?.activatedAt ? Date.parse(target.activatedAt) : NaN;
+    if (!Number.isFinite(since)) return 0; // recorded before activation times existed: nothing to wait for
+    return Math.max(0, Math.ceil(since + this.settleMs - this.now().getTime()));
+  }
+
+  /**
+   * With a settled census of zero: retires the old versions, re-issues the kit for the live versions, completes.
+   * Waits for the writer settle time at most `settleWaitMaxMs` (default: as long as it takes), else
+   * `RotationNotSettledError` (retryable).
+   */
+  async completeRotation(
+    workspaceId: string,
+    options: { settleWaitMaxMs?: number } = {},
+  ): Promise<{ kitVersion: number; retired: string[] }> {
+    const before = await readWorkspace(this.deps.events, workspaceId);
+    if (before.rotation?.status === "completed") {
+      // The step again after its RotationCompleted was written but its answer lost (a retried task): same answer.
+      const { events } = await this.deps.events.readStream(workspaceStreamId(workspaceId));
+      const done = events
+        .filter(
+          (e) => e.type === EventTypes.RotationCompleted && e.data.RotationId === before.rotation?.rotationId,
+        )
+        .at(-1)?.data as RotationCompletedData | undefined;
+      if (done) return { kitVersion: done.KitVersion, retired: [...done.RetiredKeyIds] };
+    }
     const rotation = await this.runningRotation(workspaceId);
-    const census = await this.census(workspaceId);
+    const census = await this.census(
+      workspaceId,
+      options.settleWaitMaxMs !== undefined ? { settleWaitMaxMs: options.settleWaitMaxMs } : {},
+    );
+    if (!census.settled) {
+      throw new RotationNotSettledError(
+        `the census must wait ${census.settleRemainingMs} ms more for writers in flight; nothing retired`,
+        { context: { workspaceId, settleRemainingMs: census.settleRemainingMs } },
+      );
+    }
     if (census.remaining > 0) {
       throw new CensusNotEmptyError(
         `${census.remaining} document(s) still use the old version(s); nothing retired`,
@@ -547,7 +709,10 @@ export class RotationService {
 
   /** Records the failure and alerts; the workspace keeps its (new) active key and every old key. */
   async recordFailure(workspaceId: string, error: { name: string; message: string }): Promise<void> {
-    const ws = await readWorkspace(this.deps.events, workspaceId);
+    // The catch path must not be lost to a transient store failure: reads and the append are retried (bounded), and
+    // an append whose answer was lost is recognised on the re-read (the rotation is no longer running).
+    const read = () => retryTransient(() => readWorkspace(this.deps.events, workspaceId));
+    const ws = await read();
     if (ws.rotation?.status !== "running") return;
     const data: RotationFailedData = {
       WorkspaceId: workspaceId,
@@ -555,13 +720,23 @@ export class RotationService {
       Error: error.name,
       Message: error.message.slice(0, 500),
     };
-    await this.deps.events.appendToStream(
-      workspaceStreamId(workspaceId),
-      [newEvent(EventTypes.RotationFailed, data, { occurredAt: this.now() })],
-      {
-        expectedVersion: "stream_exists",
-      },
-    );
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.deps.events.appendToStream(
+          workspaceStreamId(workspaceId),
+          [newEvent(EventTypes.RotationFailed, data, { occurredAt: this.now() })],
+          {
+            expectedVersion: "stream_exists",
+          },
+        );
+        break;
+      } catch (err) {
+        if (!(err instanceof AmkError && err.retryable) || attempt >= TRANSIENT_RETRY.maxAttempts) throw err;
+        await sleep(backoffDelay(TRANSIENT_RETRY, attempt));
+        const now = (await read()).rotation;
+        if (now?.rotationId !== data.RotationId || now.status !== "running") break;
+      }
+    }
     await this.deps.alerts.raise({
       code: "ROTATION_FAILED",
       severity: "warning",

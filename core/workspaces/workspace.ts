@@ -38,7 +38,15 @@ import type { KeyStore } from "../keystore/key-store.js";
 import { uuidFromName } from "../shared/ids.js";
 import { WorkspaceNotProvisionedError } from "../datakeys/errors.js";
 
-export type MasterKeyState = "active" | "decrypt-only" | "retired" | "destroyed";
+/**
+ * `pending`: created by a rotation and not handed out yet (it becomes active once a kit carries it); `active`: new
+ * DEKs are wrapped under it; `decrypt-only`: records still use it; `retired`: no record does (census zero).
+ */
+export type MasterKeyState = "pending" | "active" | "decrypt-only" | "retired" | "destroyed";
+
+/** The versions a kit must carry: every one that a record uses or may use (pending, active, decrypt-only). */
+export const isLiveKeyState = (state: MasterKeyState): boolean =>
+  state === "pending" || state === "active" || state === "decrypt-only";
 
 export interface MasterKeyVersion {
   readonly keyId: KeyId;
@@ -46,6 +54,8 @@ export interface MasterKeyVersion {
   readonly state: MasterKeyState;
   /** Set when its destruction is scheduled: not before this time. */
   readonly destroyNotBefore?: string;
+  /** When it became active (the event's time): from then on no new DEK is wrapped under the version before it. */
+  readonly activatedAt?: string;
 }
 
 export interface RotationState {
@@ -172,22 +182,40 @@ function updateAdmin(
 export function evolveWorkspace(state: WorkspaceState, event: StoredEvent): WorkspaceState {
   switch (event.type) {
     case EventTypes.MasterKeyCreated: {
-      // A new version is active at once; the one before turns decrypt-only.
       const data = event.data as MasterKeyCreatedData;
       const keyId = parseKeyId(data.KeyId);
+      if (data.State === "pending") {
+        // Created, not handed out: the active version stays active until the activation.
+        return {
+          ...state,
+          keys: [...state.keys, { keyId, kcv: data.Kcv, state: "pending" }],
+          version: event.version,
+        };
+      }
+      // A new version is active at once; the one before turns decrypt-only.
       const keys = state.keys.map((k) =>
         k.state === "active" ? { ...k, state: "decrypt-only" as const } : k,
       );
       return {
         ...state,
-        keys: [...keys, { keyId, kcv: data.Kcv, state: "active" }],
+        keys: [...keys, { keyId, kcv: data.Kcv, state: "active", activatedAt: event.occurredAt }],
         activeKeyId: keyId,
         version: event.version,
       };
     }
     case EventTypes.MasterKeyStateChanged: {
       const d = event.data as MasterKeyStateChangedData;
-      return { ...updateKey(state, d.KeyId, { state: d.To }), version: event.version };
+      if (d.To === "active") {
+        return {
+          ...updateKey(state, d.KeyId, { state: "active", activatedAt: event.occurredAt }),
+          activeKeyId: parseKeyId(d.KeyId),
+          version: event.version,
+        };
+      }
+      const next = updateKey(state, d.KeyId, { state: d.To });
+      // The active version demoted without a successor (never by this service): no active version.
+      const activeKeyId = state.activeKeyId === d.KeyId ? undefined : state.activeKeyId;
+      return { ...next, activeKeyId, version: event.version };
     }
     case EventTypes.MasterKeyDestructionScheduled: {
       const d = event.data as MasterKeyDestructionScheduledData;

@@ -12,6 +12,7 @@ import { eventStoreFromEnv } from "../shared/event-store.js";
 import { keyStoreEnvKey, keyStoreFromEnv } from "../shared/key-store.js";
 import { alertsFromEnv, eventBusFromEnv } from "../shared/notify.js";
 import { vaultFromEnv } from "../shared/vault.js";
+import { writerTimingFromEnv } from "../shared/services.js";
 
 let cached: { key: string; service: Promise<RecoveryService> } | undefined;
 
@@ -42,6 +43,7 @@ async function build(logger: Logger): Promise<RecoveryService> {
     kits,
     alerts,
     documentConcurrency: Number(process.env.AMK_REWRAP_DOCUMENT_CONCURRENCY ?? 8),
+    ...writerTimingFromEnv(),
   });
   // Invalidation only records a new epoch: it never signs, so these functions get no signing key.
   const tokens = new AccessTokenService({

@@ -15,6 +15,7 @@ import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
 import { alertsFromEnv } from "../shared/notify.js";
 import { vaultFromEnv } from "../shared/vault.js";
 import { instrumented } from "../shared/powertools.js";
+import { writerTimingFromEnv } from "../shared/services.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
 /** CloudWatch metrics (EMF): the re-wrap's progress, per workspace. */
@@ -52,6 +53,7 @@ function build(): Promise<RotationService> {
       kits,
       alerts,
       documentConcurrency: Number(process.env.AMK_REWRAP_DOCUMENT_CONCURRENCY ?? 8),
+      ...writerTimingFromEnv(),
     });
   })();
 }
@@ -123,15 +125,34 @@ export const rewrapShardHandler = instrumented(
   },
 );
 
-export const censusHandler = instrumented("censusHandler", async (event: unknown) => {
-  const input = parseInput(Workspace, event);
-  const c = await (await service()).census(input.workspaceId);
-  logger.info("census", { workspaceId: input.workspaceId, remaining: c.remaining, sampled: c.sampled });
-  metrics.addDimension("workspaceId", input.workspaceId);
-  metrics.addMetric("DocumentsOnOldVersions", MetricUnit.Count, c.remaining);
-  metrics.publishStoredMetrics();
-  return { workspaceId: input.workspaceId, remaining: c.remaining, sampled: c.sampled, byKeyId: c.byKeyId };
-});
+/**
+ * Waits (within the Lambda's remaining time less a margin) for the writer settle time since the activation, then
+ * counts. `settled: false` sends the state machine round again (CensusZero needs remaining 0 and settled).
+ */
+export const censusHandler = instrumented(
+  "censusHandler",
+  async (event: unknown, context?: { getRemainingTimeInMillis?: () => number }) => {
+    const input = parseInput(Workspace, event);
+    const settleWaitMaxMs = Math.max(0, (context?.getRemainingTimeInMillis?.() ?? 60_000) - 15_000);
+    const c = await (await service()).census(input.workspaceId, { settleWaitMaxMs });
+    logger.info("census", {
+      workspaceId: input.workspaceId,
+      remaining: c.remaining,
+      sampled: c.sampled,
+      settled: c.settled,
+    });
+    metrics.addDimension("workspaceId", input.workspaceId);
+    metrics.addMetric("DocumentsOnOldVersions", MetricUnit.Count, c.remaining);
+    metrics.publishStoredMetrics();
+    return {
+      workspaceId: input.workspaceId,
+      remaining: c.remaining,
+      settled: c.settled,
+      sampled: c.sampled,
+      byKeyId: c.byKeyId,
+    };
+  },
+);
 
 export const completeHandler = instrumented("completeHandler", async (event: unknown) => {
   const input = parseInput(Workspace, event);

@@ -296,7 +296,14 @@ describe("drill on SoftHSM2, DynamoDB Local and the file vault", () => {
 
   it("a rotation issues a kit that carries the new version at once: the drill passes kit-coverage", async () => {
     const { ws } = await newWorkspace("rotating");
-    const rotations = new RotationService({ keyStore: ks, events, kits, alerts, now: () => clock });
+    const rotations = new RotationService({
+      keyStore: ks,
+      events,
+      kits,
+      alerts,
+      now: () => clock,
+      writerSettleMs: 0,
+    });
     const rotation = await rotations.startRotation(ws, "test: the kit follows the new version");
     assert.equal(rotation.toKeyId, masterKeyId(ws, 2));
     await ingest(ws, 2); // wrapped under mk/2

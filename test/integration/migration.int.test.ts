@@ -121,7 +121,7 @@ describe("migration of an ArquivoMate installation", () => {
     const vault = await FileSecretVault.open(vaultDir);
     const kits = new KitService({ keyStore: ks, events, vault, alerts });
     const dataKeys = new DataKeyService({ keyStore: ks, events });
-    const rotation = new RotationService({ keyStore: ks, events, kits, alerts });
+    const rotation = new RotationService({ keyStore: ks, events, kits, alerts, writerSettleMs: 0 });
     const flaky = new FlakyEvents(events);
     const migration = new MigrationService({ keyStore: ks, events: flaky.wrap(), kits, rotation, dataKeys });
     return { events, dataKeys, kits, rotation, migration, flaky, vaultDir, tableName };

@@ -30,7 +30,7 @@ import {
   WeakPassphraseError,
 } from "../../core/kit/errors.js";
 import { armour, readKit } from "../../core/kit/format.js";
-import { kitSecretName, KitService } from "../../core/kit/kit-service.js";
+import { ISSUANCE_IN_FLIGHT_MS, kitSecretName, KitService } from "../../core/kit/kit-service.js";
 import { masterKeyId } from "../../core/keystore/key-id.js";
 import { provisionWorkspaceWithKit } from "../../core/workspaces/provision-with-kit.js";
 import { readWorkspace } from "../../core/workspaces/workspace.js";
@@ -448,5 +448,56 @@ describe("recovery kit on SoftHSM2, DynamoDB Local and the file vault", () => {
       assert.equal(text.includes(secret), false);
     const hash = createHash("sha256").update(aliceSeed).digest("hex");
     assert.equal(text.includes(hash), false);
+  });
+
+  it("an issuance in flight (kit stored, not yet recorded) does not fail readers; left interrupted, it is reported", async () => {
+    const vault = await FileSecretVault.open(vaultDir);
+    // A KitService whose KitIssued append fails for good: the kit reaches the vault, the record never comes.
+    const refusing = new Proxy(events, {
+      get(target, prop, receiver) {
+        if (prop === "appendToStream")
+          return () => Promise.reject(new Error("simulated crash before KitIssued"));
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const interrupted = new KitService({
+      keyStore: primary,
+      events: refusing,
+      vault,
+      alerts,
+      now: () => clock,
+    });
+    const recorded = (await readWorkspace(events, ws)).kits.at(-1)!;
+    await assert.rejects(
+      interrupted.issueKit(ws, { reason: "interrupted" }),
+      /simulated crash before KitIssued/,
+    );
+    const orphan = readKit((await vault.getSecret(kitSecretName(ws))).value);
+    assert.equal(orphan.header.kitVersion, recorded.kitVersion + 1, "the vault is one version ahead");
+    // Within the in-flight window: readers get the last recorded kit (its recorded vault version, fingerprint checked).
+    const current = await kits.currentKit(ws);
+    assert.equal(current.header.kitVersion, recorded.kitVersion);
+    assert.equal(current.fingerprint, recorded.fingerprint);
+    assert.equal((await kits.drillCheckKit(ws)).ok, true);
+    // Much later, still unrecorded: an interrupted issuance, reported with what to do.
+    const later = new KitService({
+      keyStore: primary,
+      events,
+      vault,
+      alerts,
+      now: () => new Date(clock.getTime() + ISSUANCE_IN_FLIGHT_MS + 1000),
+    });
+    await assert.rejects(
+      later.currentKit(ws),
+      (e: unknown) =>
+        e instanceof KitIntegrityError &&
+        e.check === "vault-version" &&
+        /interrupted.*issue the kit again/.test(e.message),
+    );
+    // The next issuance replaces the orphan (its recipients come from the recorded kit).
+    const next = await kits.issueKit(ws, { reason: "after the interruption" });
+    assert.equal(next.kitVersion, recorded.kitVersion + 1);
+    assert.equal((await later.currentKit(ws)).fingerprint, next.fingerprint);
   });
 });

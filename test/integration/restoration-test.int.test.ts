@@ -289,7 +289,7 @@ describe("restoration test (SoftHSM2, DynamoDB Local, file vault, backup folder)
     await workspace(ws, 30);
     const { root } = await exportTo(ws);
     // A completed rotation after the backup: mk/1 retired, the kit carries mk/2 only.
-    const rotation = new RotationService({ keyStore, events, kits, alerts });
+    const rotation = new RotationService({ keyStore, events, kits, alerts, writerSettleMs: 0 });
     await rotation.startRotation(ws, "after the backup");
     for (const item of (await rotation.planRewrap(ws)).items)
       await rotation.rewrapShard({ workspaceId: ws, ...item });

@@ -81,7 +81,7 @@ describe("re-wrap job killed by SIGKILL and resumed", () => {
         }
       }),
     );
-    await new RotationService({ keyStore: ks, events, kits, alerts }).startRotation(ws);
+    await new RotationService({ keyStore: ks, events, kits, alerts, writerSettleMs: 0 }).startRotation(ws);
   });
   after(async () => {
     await ks?.close();

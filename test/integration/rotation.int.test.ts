@@ -122,6 +122,7 @@ describe("rotation and re-wrap", () => {
       kits,
       alerts,
       now: () => clock,
+      writerSettleMs: 0,
     });
     await provisionWorkspaceWithKit(
       { keyStore: ks, events, kits },
@@ -144,7 +145,7 @@ describe("rotation and re-wrap", () => {
     if (vaultDir) await rm(vaultDir, { recursive: true, force: true });
   });
 
-  it("rotates: the new version is active at once; the old one decrypt-only; starting again resumes", async () => {
+  it("rotates: the new version is active once StartRotation returns (a kit carries it); the old one decrypt-only; starting again resumes", async () => {
     await ingest(300);
     const r = await rotations.startRotation(ws, "test");
     assert.equal(r.toKeyId, masterKeyId(ws, 2));

@@ -37,7 +37,7 @@ const kits = new KitService({
   vault: await FileSecretVault.open(env("AMK_VAULT_DIR")),
   alerts,
 });
-const rotations = new RotationService({ keyStore, events, kits, alerts });
+const rotations = new RotationService({ keyStore, events, kits, alerts, writerSettleMs: 0 });
 let moved = 0;
 const progress = new ProgressTracker((await rotations.planRewrap(workspaceId)).remaining);
 const printer = new ProgressPrinter("re-wrap");

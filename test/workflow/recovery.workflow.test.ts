@@ -471,7 +471,13 @@ describe("recovery workflow (synthesised ASL, local runner, real handlers, HSM t
     await provision(ws, 5);
     const ks = await keyStore();
     const kits = await kitService();
-    const rotation = new RotationService({ keyStore: ks, events, kits, alerts: new RecordingAlerts() });
+    const rotation = new RotationService({
+      keyStore: ks,
+      events,
+      kits,
+      alerts: new RecordingAlerts(),
+      writerSettleMs: 0,
+    });
     await rotation.startRotation(ws, "interrupted rotation");
     const dataKeys = new DataKeyService({ keyStore: ks, events });
     const k = await dataKeys.generateDataKeys({

@@ -27,6 +27,7 @@ import {
   KeyAlreadyExistsError,
   KeyIntegrityError,
   KeyNotFoundError,
+  SessionKeyLostError,
   KeyOperationNotPermittedError,
   KeyStoreClosedError,
   KeyStoreConfigError,
@@ -60,6 +61,8 @@ const WRAP_OUTPUT_BUFFER = 256;
 /** RFC 5649 output for a 32-byte key: anything else is not one of our master keys. */
 const WRAPPED_MASTER_KEY_LENGTH = DEK_LENGTH + 8;
 const KCV = /^[0-9A-Fa-f]{6}$/;
+/** Extra attempts after a stale cached handle, beyond the retry budget (each one looks the key up again). */
+const MAX_STALE_LOOKUPS = 2;
 
 /**
  * What a session object of the store is for. The HSM enforces the uses through the object's attributes; the kind
@@ -84,6 +87,8 @@ export class Pkcs11KeyStore implements KeyStore {
   private readonly handles = new Map<string, Buffer>();
   /** Session objects (transport keys, drill-slot session keys, scratch master keys) by ref id; all on the keeper. */
   private readonly sessionObjects = new Map<string, SessionObject>();
+  /** Ids of session objects found lost with their session (SessionKeyLostError for them, not "not loaded"). */
+  private readonly lostSessionObjects = new Set<string>();
   private readonly retry: RetryPolicy;
   private readonly gcmParamsType: number;
   private closed = false;
@@ -285,6 +290,7 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 
   async destroyTransportKey(ref: TransportKeyRef): Promise<void> {
+    this.lostSessionObjects.delete(ref?.id);
     const obj = this.sessionObjects.get(ref?.id);
     if (!obj) return;
     if (obj.generation !== this.pool.currentGeneration) {
@@ -659,6 +665,7 @@ export class Pkcs11KeyStore implements KeyStore {
     classify: ClassifyOptions = {},
     where: "worker" | "keeper" = "worker",
   ): Promise<T> {
+    let staleLookups = 0;
     for (let attempt = 1; ; attempt++) {
       if (this.closed) throw new KeyStoreClosedError("the key store is closed", { context: { operation } });
       let session;
@@ -687,6 +694,14 @@ export class Pkcs11KeyStore implements KeyStore {
           if (kind === "stale-handle") this.handles.clear();
         } else {
           this.pool.release(session);
+        }
+        if (kind === "stale-handle" && staleLookups < MAX_STALE_LOOKUPS) {
+          // A cached handle went stale (SoftHSM renumbers private objects after the last session closed, which a
+          // dropped session can cause): not an HSM failure, so it does not use up the retry budget. The next
+          // attempt looks the key up again; a key that is really gone is KeyNotFoundError from that lookup.
+          staleLookups += 1;
+          attempt -= 1;
+          continue;
         }
         if (this.shouldRetry(err, attempt, operation, context, classify)) {
           if (kind !== "stale-handle") await sleep(backoffDelay(this.retry, attempt));
@@ -752,6 +767,12 @@ export class Pkcs11KeyStore implements KeyStore {
   /** The handle of a session object of one of the `allowed` kinds; a destroyed or lost one is KeyNotFoundError. */
   private sessionHandle(ref: TransportKeyRef, allowed: readonly SessionObjectKind[]): Buffer {
     const obj = this.sessionObjects.get(ref?.id);
+    if (!obj && this.lostSessionObjects.has(ref?.id)) {
+      throw new SessionKeyLostError(
+        `session key ${ref.id} was lost with the HSM session that held it; load it again`,
+        { context: { sessionKeyId: ref.id } },
+      );
+    }
     if (!obj) {
       throw new KeyNotFoundError(
         `session key ${ref?.id} is not loaded in this key store (destroyed?); load it again`,
@@ -762,7 +783,8 @@ export class Pkcs11KeyStore implements KeyStore {
     }
     if (obj.generation !== this.pool.currentGeneration) {
       this.sessionObjects.delete(ref.id);
-      throw new KeyNotFoundError(
+      this.lostSessionObjects.add(ref.id);
+      throw new SessionKeyLostError(
         `session key ${ref.id} was lost with the HSM session that held it; load it again`,
         {
           context: { sessionKeyId: ref.id },
