@@ -154,6 +154,11 @@ export class DrillService {
     const drillId = randomUUID();
     const startedAt = this.now();
     const started = performance.now();
+    // The versions in use are read before and after the workspace: only a version in use at both moments is
+    // certain to be known to the workspace state read in between, and not retired by a rotation meanwhile (a
+    // version first used after the read, or retired before it, is no coverage gap: kit-coverage would raise a
+    // false alarm while a rotation runs).
+    const inUseBefore = await retryTransient(() => this.deps.events.listKeyIdsInUse(workspaceId));
     const ws = await readWorkspace(this.deps.events, workspaceId);
     if (!ws.activeKeyId) {
       // Nothing to drill, and a DrillCompleted would create the workspace stream.
@@ -179,7 +184,14 @@ export class DrillService {
     };
     checks.push(
       await this.check("kit-coverage", async () =>
-        kitOk && record ? this.kitCoverage(ws, record, await inUse(), drill) : unreadable,
+        kitOk && record
+          ? this.kitCoverage(
+              ws,
+              record,
+              (await inUse()).filter((k) => inUseBefore.includes(k)),
+              drill,
+            )
+          : unreadable,
       ),
     );
     checks.push(
