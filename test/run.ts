@@ -84,6 +84,8 @@ async function main(): Promise<number> {
   const env: NodeJS.ProcessEnv = {
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
     POWERTOOLS_LOG_LEVEL: "ERROR",
+    // No writer settle wait after a rotation's activation, except in the tests of it (they set their own).
+    AMK_WRITER_SETTLE_MS: "0",
     ...process.env,
   };
   let ddb: RunningDynamoDbLocal | undefined;

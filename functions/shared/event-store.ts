@@ -9,6 +9,23 @@ import type { EventStore } from "../../core/eventstore/event-store.js";
 
 let cached: { key: string; store: EventStore } | undefined;
 
+/**
+ * TEST-ONLY hook (the reliability suite's fault layer, test/support/faults.ts): a wrapper applied to every event
+ * store built here, around the real DynamoDB adapter, never instead of it. Default: none. Production code never
+ * sets it.
+ */
+export type EventStoreDecorator = (store: EventStore) => EventStore;
+
+let decorator: EventStoreDecorator | undefined;
+/** Bumped by each `setEventStoreDecorator`: part of the cache key, so that stores built before are not reused. */
+let decoratorGeneration = 0;
+
+/** TEST-ONLY: see `EventStoreDecorator`. `undefined` removes it. */
+export function setEventStoreDecorator(next: EventStoreDecorator | undefined): void {
+  decorator = next;
+  decoratorGeneration += 1;
+}
+
 export function dynamoDbClientFromEnv(env: NodeJS.ProcessEnv = process.env): DynamoDBClient {
   const endpoint = env.AMK_DYNAMODB_ENDPOINT || env.AWS_ENDPOINT_URL || undefined;
   return new DynamoDBClient({
@@ -24,8 +41,10 @@ export function dynamoDbClientFromEnv(env: NodeJS.ProcessEnv = process.env): Dyn
 export function eventStoreFromEnv(env: NodeJS.ProcessEnv = process.env): EventStore {
   const tableName = env.AMK_EVENT_TABLE;
   if (!tableName) throw new EventStoreConfigError("AMK_EVENT_TABLE is not set");
-  const key = `${tableName}|${env.AMK_DYNAMODB_ENDPOINT ?? ""}|${env.AWS_ENDPOINT_URL ?? ""}`;
-  if (cached?.key !== key)
-    cached = { key, store: new DynamoDbEventStore({ client: dynamoDbClientFromEnv(env), tableName }) };
+  const key = `${tableName}|${env.AMK_DYNAMODB_ENDPOINT ?? ""}|${env.AWS_ENDPOINT_URL ?? ""}|${decoratorGeneration}`;
+  if (cached?.key !== key) {
+    const store = new DynamoDbEventStore({ client: dynamoDbClientFromEnv(env), tableName });
+    cached = { key, store: decorator ? decorator(store) : store };
+  }
   return cached.store;
 }
