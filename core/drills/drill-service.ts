@@ -282,9 +282,13 @@ export class DrillService {
       .filter((k) => k.state === "active" || k.state === "decrypt-only")
       .map((k) => k.keyId);
     const required = [...new Set<string>([...inUse, ...live])].sort(byKeyVersion);
-    // Covered = in the KitIssued record of the current kit and, when the drill slot opened, in the kit body itself.
+    // Covered = in the KitIssued record of the current kit and, when the drill slot opened that same kit version, in
+    // the kit body itself. (A kit issued while the drill runs, by a rotation, is a newer body than the record read:
+    // its coverage is that of another workspace state, so only the record counts then.)
     const inBody =
-      drill && "value" in drill ? new Set(drill.value.masterKeys.map((m) => m.keyId)) : undefined;
+      drill && "value" in drill && drill.value.kitVersion === record.kitVersion
+        ? new Set(drill.value.masterKeys.map((m) => m.keyId))
+        : undefined;
     const missing = required.filter(
       (keyId) => !record.masterKeys.some((m) => m.keyId === keyId) || (inBody && !inBody.has(keyId)),
     );
