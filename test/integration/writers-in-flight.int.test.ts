@@ -33,39 +33,34 @@ import { readWorkspace } from "../../core/workspaces/workspace.js";
 import { useTestDynamoDb, type TestDynamoDb } from "../support/dynamodb.js";
 import { createTestHsm, type TestHsm } from "../support/softhsm.js";
 
-/** A key store whose `wrapDataKey` can be slowed down (a slow HSM), around the real one. */
-function slowWraps(real: KeyStore, delay: { ms: number }): KeyStore {
+/** `real` with one method run through `wrap` (the rest bound to `real`): a fault or delay around a real adapter. */
+function around<T extends object>(
+  real: T,
+  method: keyof T & string,
+  wrap: (call: () => unknown) => unknown,
+): T {
   return new Proxy(real, {
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, receiver) as unknown;
       if (typeof v !== "function") return v;
-      if (prop === "wrapDataKey") {
-        return async (...args: unknown[]) => {
-          if (delay.ms > 0) await new Promise((r) => setTimeout(r, delay.ms));
-          return (v as (...a: unknown[]) => unknown).apply(target, args);
-        };
-      }
-      return (v as (...a: unknown[]) => unknown).bind(target);
+      const bound = (v as (...a: unknown[]) => unknown).bind(target);
+      return prop === method ? (...args: unknown[]) => wrap(() => bound(...args)) : bound;
     },
   });
 }
 
-/** A vault whose writes fail while `failing.on` (the kit cannot be stored). */
-function flakyVault(real: SecretVault, failing: { on: boolean }): SecretVault {
-  return new Proxy(real, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof v !== "function") return v;
-      if (prop === "putSecret") {
-        return async (...args: unknown[]) => {
-          if (failing.on) throw new Error("simulated vault outage");
-          return (v as (...a: unknown[]) => unknown).apply(target, args);
-        };
-      }
-      return (v as (...a: unknown[]) => unknown).bind(target);
-    },
+/** A key store whose `wrapDataKey` can be slowed down (a slow HSM), around the real one. */
+const slowWraps = (real: KeyStore, delay: { ms: number }): KeyStore =>
+  around(real, "wrapDataKey", async (call) => {
+    if (delay.ms > 0) await new Promise((r) => setTimeout(r, delay.ms));
+    return call();
   });
-}
+
+/** A vault whose writes fail while `failing.on` (the kit cannot be stored). */
+const flakyVault = (real: SecretVault, failing: { on: boolean }): SecretVault =>
+  around(real, "putSecret", (call) =>
+    failing.on ? Promise.reject(new Error("simulated vault outage")) : call(),
+  );
 
 describe("writers in flight: pending activation, write window, settle time", () => {
   let hsm: TestHsm;

@@ -662,12 +662,15 @@ async function unlockWhenWaiting(
     const ws = await readWorkspace(ctx.raw, ctx.workspaceId);
     const last = ws.admins.ops?.lastAcceptedStep ?? -1;
     let now = Math.floor(Date.now() / 1000 / 30);
-    let step = Math.max(last + 1, now - 1);
+    // The code of the current step (or the next one, when the current one was used already): the gate accepts it
+    // for at least another 30 s. (The previous step's code, accepted too, would leave as little as nothing: under
+    // load the unlock outlived its step and was refused, seed 526264489 in CI.)
+    let step = Math.max(last + 1, now);
     while (step > now + 1) {
       await new Promise((r) => setTimeout(r, 1000));
       now = Math.floor(Date.now() / 1000 / 30);
     }
-    step = Math.max(last + 1, now - 1);
+    step = Math.max(last + 1, now);
     const code = await totpCode(ctx.totpSeed!, DEFAULT_TOTP, step * 30 + 1);
     counters.attempts += 1;
     const r = (await unlockHandler({
