@@ -19,7 +19,7 @@ import * as logs from "aws-cdk-lib/aws-logs";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import * as tasks from "aws-cdk-lib/aws-stepfunctions-tasks";
 import { Construct } from "constructs";
-import { RETRYABLE_ERRORS } from "./rotation-workflow.js";
+import { RECORD_FAILURE_RETRY, RETRYABLE_ERRORS } from "./rotation-workflow.js";
 
 export interface RecoveryWorkflowFunctions {
   readonly start: lambda.IFunction;
@@ -77,7 +77,7 @@ export class RecoveryWorkflow extends Construct {
       error: "RecoveryFailed",
       cause: "the recovery stopped; see RecoveryFailed in the workspace stream (old keys are untouched)",
     });
-    const recordFailure = new tasks.LambdaInvoke(this, "RecordFailure", {
+    const recordFailureTask = new tasks.LambdaInvoke(this, "RecordFailure", {
       lambdaFunction: f.failure,
       payload: sfn.TaskInput.fromObject({
         "workspaceId.$": "$.workspaceId",
@@ -87,7 +87,12 @@ export class RecoveryWorkflow extends Construct {
       }),
       payloadResponseOnly: true,
       resultPath: sfn.JsonPath.DISCARD,
-    }).next(failed);
+    });
+    // Releasing the lock must not be lost to a moment of trouble (the HSM or the store busy at the function's
+    // start): any error is retried for about 20 minutes; recording is idempotent (only a running recovery of this
+    // execution is closed).
+    recordFailureTask.addRetry(RECORD_FAILURE_RETRY);
+    const recordFailure = recordFailureTask.next(failed);
     const marks = new Map<string, sfn.Pass>();
     const catchAs = (state: sfn.TaskStateBase | sfn.Map, stepName: string) => {
       let mark = marks.get(stepName);
@@ -121,8 +126,10 @@ export class RecoveryWorkflow extends Construct {
       resultPath: "$.unlock",
       taskTimeout: sfn.Timeout.duration(props.unlockTimeout ?? Duration.hours(24)),
     });
+    // The function only records the wait (a retry records it again with the new token): transient HSM and store
+    // errors are retried like Lambda's own.
     awaitUnlock.addRetry({
-      errors: ["Lambda.TooManyRequestsException", "Lambda.ServiceException", "Lambda.SdkClientException"],
+      errors: RETRYABLE_ERRORS,
       interval: Duration.seconds(2),
       backoffRate: 2,
       maxAttempts: 4,

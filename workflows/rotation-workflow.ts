@@ -50,6 +50,20 @@ export const RETRYABLE_ERRORS = [
   "Lambda.SdkClientException",
 ];
 
+/**
+ * The Retry of the RecordFailure tasks (rotation and recovery): any error, 8 attempts from 5 s doubling up to 5 min
+ * (about 20 minutes in all). Recording a failure is idempotent, and it must not be lost to a moment of trouble: an
+ * unrecorded failure leaves a rotation running, or a recovery holding its lock.
+ */
+export const RECORD_FAILURE_RETRY: sfn.RetryProps = {
+  errors: ["States.ALL"],
+  interval: Duration.seconds(5),
+  backoffRate: 2,
+  maxAttempts: 8,
+  maxDelay: Duration.minutes(5),
+  jitterStrategy: sfn.JitterType.FULL,
+};
+
 export class RotationWorkflow extends Construct {
   readonly stateMachine: sfn.StateMachine;
 
@@ -78,11 +92,13 @@ export class RotationWorkflow extends Construct {
       error: "RotationFailed",
       cause: "the rotation stopped; see RotationFailed in the workspace stream",
     });
-    const recordFailure = new tasks.LambdaInvoke(this, "RecordFailure", {
+    const recordFailureTask = new tasks.LambdaInvoke(this, "RecordFailure", {
       lambdaFunction: f.failure,
       payload: sfn.TaskInput.fromObject({ "workspaceId.$": "$.workspaceId", "error.$": "$.error" }),
       payloadResponseOnly: true,
-    }).next(failed);
+    });
+    recordFailureTask.addRetry(RECORD_FAILURE_RETRY);
+    const recordFailure = recordFailureTask.next(failed);
 
     const start = invoke("StartRotation", f.start);
     const plan = invoke("PlanRewrap", f.plan);
