@@ -125,7 +125,10 @@ describe("re-wrap job killed by SIGKILL and resumed", () => {
   it("ends with every document on the new version exactly once and every DEK unchanged", async () => {
     let killed = 0;
     for (let i = 0; i < 10; i++) {
-      const r = await worker(Math.floor(Math.random() * 400));
+      // Killed 0-60 ms after its first round: well inside its next one (a round of 16 shards x 5 documents takes
+      // longer than that), so that each attempt until the work is done is killed mid-way. (It was 0-400 ms: on a
+      // quiet machine the whole rest of the work could finish first, and no attempt was killed at all.)
+      const r = await worker(Math.floor(Math.random() * 60));
       if (r.signal === "SIGKILL") killed += 1;
       else assert.equal(r.code, 0, r.out);
     }

@@ -49,7 +49,7 @@ for (;;) {
       rotations.rewrapShard({
         workspaceId,
         ...it,
-        maxDocuments: 10,
+        maxDocuments: 5,
         onMoved: (n) => {
           progress.add(n);
           printer.update(progress.snapshot());
