@@ -5,7 +5,7 @@
 import type { Command } from "commander";
 import { openRuntime, outputOf, withExamples, withExitCodes, withJson } from "../runtime/command.js";
 import { CheckFailedError } from "../runtime/errors.js";
-import { documentsOnLiveKeys, runWorkflow, watchRewrap } from "../runtime/workflows.js";
+import { documentsOnLiveKeys, documentsPerLiveKey, runWorkflow, watchRewrap } from "../runtime/workflows.js";
 
 const STEP: Record<string, string> = {
   RotationStart: "new master key version active, the old ones decrypt-only, kit re-issued",
@@ -121,11 +121,7 @@ export function register(program: Command): void {
     const out = outputOf(opts);
     const rt = await openRuntime(cmd);
     const ws = await rt.requireWorkspace(workspaceId);
-    const events = rt.events();
-    const documents: Record<string, number> = {};
-    for (const k of ws.keys.filter((x) => x.state === "active" || x.state === "decrypt-only")) {
-      documents[k.keyId] = await events.countDocumentsByKeyId(workspaceId, k.keyId);
-    }
+    const documents = await documentsPerLiveKey(rt.events(), ws);
     out.line(`Master keys of ${workspaceId}:`);
     out.table(
       ["key", "state", "KCV", "documents"],

@@ -19,6 +19,7 @@ import {
 } from "../runtime/command.js";
 import { ConflictError, UsageError } from "../runtime/errors.js";
 import { addSecretOptions, interactive, readSecret, type SecretSource } from "../runtime/secrets.js";
+import { documentsPerLiveKey } from "../runtime/workflows.js";
 
 const ADMIN_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
@@ -187,11 +188,7 @@ export function register(program: Command): void {
     const out = outputOf(opts);
     const rt = await openRuntime(cmd);
     const ws = await rt.requireWorkspace(workspaceId);
-    const events = rt.events();
-    const documents: Record<string, number> = {};
-    for (const k of ws.keys.filter((x) => x.state === "active" || x.state === "decrypt-only")) {
-      documents[k.keyId] = await events.countDocumentsByKeyId(workspaceId, k.keyId);
-    }
+    const documents = await documentsPerLiveKey(rt.events(), ws);
     const kit = ws.kits.at(-1);
     out.line(`Workspace ${workspaceId} (stream version ${ws.version})`);
     out.table(

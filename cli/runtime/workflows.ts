@@ -11,7 +11,7 @@
  * same in both modes, and whichever process does the work.
  */
 import type { EventStore } from "../../core/eventstore/event-store.js";
-import { readWorkspace } from "../../core/workspaces/workspace.js";
+import { readWorkspace, type WorkspaceState } from "../../core/workspaces/workspace.js";
 import type { WorkflowName } from "../../workflows/local-app.js";
 import type { Json, LocalHandler, TaskTokenHandler } from "../../workflows/local-runner.js";
 import { ProgressBar } from "../output/progress.js";
@@ -155,14 +155,22 @@ async function runInAws(name: WorkflowName, opts: RunWorkflowOptions): Promise<W
   }
 }
 
+/** Documents per live master key version of a workspace (active and decrypt-only), from the census index. */
+export async function documentsPerLiveKey(
+  events: EventStore,
+  ws: WorkspaceState,
+): Promise<Record<string, number>> {
+  const documents: Record<string, number> = {};
+  for (const k of ws.keys.filter((x) => x.state === "active" || x.state === "decrypt-only")) {
+    documents[k.keyId] = await events.countDocumentsByKeyId(ws.workspaceId, k.keyId);
+  }
+  return documents;
+}
+
 /** Documents on the workspace's live master key versions (what a rotation or a recovery will re-wrap). */
 export async function documentsOnLiveKeys(events: EventStore, workspaceId: string): Promise<number> {
-  const ws = await readWorkspace(events, workspaceId);
-  let n = 0;
-  for (const k of ws.keys.filter((x) => x.state === "active" || x.state === "decrypt-only")) {
-    n += await events.countDocumentsByKeyId(workspaceId, k.keyId);
-  }
-  return n;
+  const counts = await documentsPerLiveKey(events, await readWorkspace(events, workspaceId));
+  return Object.values(counts).reduce((a, n) => a + n, 0);
 }
 
 /**

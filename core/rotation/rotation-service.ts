@@ -552,13 +552,16 @@ export class RotationService {
   ): Promise<CensusResult> {
     // Read-only, and many reads: each is retried on its own when the store is busy for a moment.
     const store = this.deps.events;
-    let rotation = await retryTransient(() => this.runningRotation(workspaceId));
-    const wait = await retryTransient(() => this.settleRemaining(workspaceId, rotation));
-    if (wait > 0) {
-      await sleep(Math.min(wait, Math.max(0, options.settleWaitMaxMs ?? this.settleMs)));
-      rotation = await retryTransient(() => this.runningRotation(workspaceId));
+    const read = () => retryTransient(() => readWorkspace(store, workspaceId));
+    let ws = await read();
+    let rotation = runningRotationOf(ws);
+    let settleRemainingMs = this.settleRemaining(ws, rotation);
+    if (settleRemainingMs > 0) {
+      await sleep(Math.min(settleRemainingMs, Math.max(0, options.settleWaitMaxMs ?? this.settleMs)));
+      ws = await read();
+      rotation = runningRotationOf(ws);
+      settleRemainingMs = this.settleRemaining(ws, rotation);
     }
-    const settleRemainingMs = await retryTransient(() => this.settleRemaining(workspaceId, rotation));
     const byKeyId: Record<string, number> = {};
     let remaining = 0;
     for (const k of rotation.fromKeyIds) {
@@ -593,9 +596,8 @@ export class RotationService {
   }
 
   /** Milliseconds until `writerSettleMs` has passed since the rotation's target became active (0: passed). */
-  private async settleRemaining(workspaceId: string, rotation: RotationState): Promise<number> {
+  private settleRemaining(ws: WorkspaceState, rotation: RotationState): number {
     if (this.settleMs === 0) return 0;
-    const ws = await readWorkspace(this.deps.events, workspaceId);
     const target = ws.keys.find((k) => k.keyId === rotation.toKeyId);
     if (target?.state === "pending") return this.settleMs; // not even active yet
     const since = target?.activatedAt ? Date.parse(target.activatedAt) : NaN;
@@ -802,12 +804,16 @@ export class RotationService {
   }
 
   private async runningRotation(workspaceId: string): Promise<RotationState> {
-    const ws: WorkspaceState = await readWorkspace(this.deps.events, workspaceId);
-    if (ws.rotation?.status !== "running") {
-      throw new RotationError(`workspace ${workspaceId} has no rotation running`, {
-        context: { workspaceId },
-      });
-    }
-    return ws.rotation;
+    return runningRotationOf(await readWorkspace(this.deps.events, workspaceId));
   }
+}
+
+/** The workspace's running rotation, or `RotationError`. */
+function runningRotationOf(ws: WorkspaceState): RotationState {
+  if (ws.rotation?.status !== "running") {
+    throw new RotationError(`workspace ${ws.workspaceId} has no rotation running`, {
+      context: { workspaceId: ws.workspaceId },
+    });
+  }
+  return ws.rotation;
 }

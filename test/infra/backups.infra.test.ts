@@ -9,19 +9,17 @@
  * recovery-drill.infra.test.ts.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
+import { before, describe, it } from "node:test";
 import {
   CreateTableCommand,
   DeleteTableCommand,
   DescribeTableCommand,
   DynamoDBClient,
 } from "@aws-sdk/client-dynamodb";
-import { Validations, type CfnElement, type Stack } from "aws-cdk-lib";
+import { Validations } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import { PolicyStatement } from "aws-cdk-lib/aws-iam";
 import type { IConstruct } from "constructs";
@@ -38,31 +36,16 @@ import {
   SCRATCH_TABLE_ID_LENGTH,
 } from "../../infra/lib/stateless-stack.js";
 import { aslFromTemplate } from "../../workflows/local-runner.js";
+import {
+  CDK_JSON_CONTEXT,
+  NO_BUNDLING,
+  validateAsl,
+  synthAppsIn,
+  logicalIdIn,
+  actionsOf,
+} from "../support/infra.js";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const CDK_JSON_CONTEXT = (
-  JSON.parse(readFileSync(join(ROOT, "cdk.json"), "utf8")) as { context: Record<string, unknown> }
-).context;
-// No function bundling: these tests are about the resources (stacks and bundles tests bundle for real).
-const NO_BUNDLING = { "aws:cdk:bundling-stacks": [] };
-const require = createRequire(import.meta.url);
-const validateAsl = require("asl-validator") as (
-  definition: object,
-  options?: { checkPaths?: boolean; checkArn?: boolean },
-) => { isValid: boolean; errorsText: (separator?: string) => string };
-
-const outdirs: string[] = [];
-function synthApp(context: Record<string, unknown>): { amk: AmkApp; outdir: string } {
-  const outdir = mkdtempSync(join(tmpdir(), "amk-backups-test-"));
-  outdirs.push(outdir);
-  return {
-    amk: createApp({ context: { ...CDK_JSON_CONTEXT, ...NO_BUNDLING, ...context }, outdir }),
-    outdir,
-  };
-}
-after(() => {
-  for (const d of outdirs) rmSync(d, { recursive: true, force: true });
-});
+const synthApp = synthAppsIn("amk-backups-test");
 
 type Json = unknown;
 type Statement = {
@@ -74,10 +57,6 @@ type Statement = {
   Principal?: Json;
 };
 type Resource = { Type: string; Properties: Record<string, Json>; DeletionPolicy?: string };
-
-const actionsOf = (s: Statement): string[] => (Array.isArray(s.Action) ? s.Action : [s.Action]);
-const logicalIdIn = (stack: Stack, construct: IConstruct): string =>
-  stack.getLogicalId(construct.node.defaultChild as CfnElement);
 
 /** The X-Ray statement of every function's role (asserted in operations.infra.test.ts, left out below). */
 const TRACING_STATEMENT = JSON.stringify({

@@ -11,13 +11,12 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { Validations, type CfnElement, type Stack } from "aws-cdk-lib";
+import { Validations } from "aws-cdk-lib";
 import { Annotations, Match, Template } from "aws-cdk-lib/assertions";
 import type { IConstruct } from "constructs";
 import { createApp, type AmkApp } from "../../infra/bin/app.js";
@@ -25,18 +24,16 @@ import { CONTEXT_KEYS, InvalidInfraConfigError, scheduleIntervalMinutes } from "
 import { INTERFACE_ENDPOINTS } from "../../infra/lib/network.js";
 import { VPC_ENI_ACTIONS } from "../../infra/lib/stateless-stack.js";
 import { aslFromTemplate, type JsonObject } from "../../workflows/local-runner.js";
+import {
+  CDK_JSON_CONTEXT,
+  NO_BUNDLING,
+  validateAsl,
+  synthAppsIn,
+  logicalIdIn,
+  actionsOf,
+} from "../support/infra.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const CDK_JSON_CONTEXT = (
-  JSON.parse(readFileSync(join(ROOT, "cdk.json"), "utf8")) as { context: Record<string, unknown> }
-).context;
-const NO_BUNDLING = { "aws:cdk:bundling-stacks": [] };
-const require = createRequire(import.meta.url);
-/** asl-validator 4 (CommonJS, no types): the definition and options in, the errors out. */
-const validateAsl = require("asl-validator") as (
-  definition: object,
-  options?: { checkPaths?: boolean; checkArn?: boolean },
-) => { isValid: boolean; errors: unknown[]; errorsText: (separator?: string) => string };
 
 const ACCOUNT = "111111111111";
 const REGION = "eu-central-1";
@@ -123,18 +120,7 @@ type Statement = {
   Condition?: Json;
 };
 
-const outdirs: string[] = [];
-function synthApp(context: Record<string, unknown>): { amk: AmkApp; outdir: string } {
-  const outdir = mkdtempSync(join(tmpdir(), "amk-ops-test-"));
-  outdirs.push(outdir);
-  return {
-    amk: createApp({ context: { ...CDK_JSON_CONTEXT, ...NO_BUNDLING, ...context }, outdir }),
-    outdir,
-  };
-}
-after(() => {
-  for (const d of outdirs) rmSync(d, { recursive: true, force: true });
-});
+const synthApp = synthAppsIn("amk-ops-test");
 
 interface ValidationReport {
   pluginReports: {
@@ -146,9 +132,6 @@ interface ValidationReport {
 function readReport(outdir: string): ValidationReport {
   return JSON.parse(readFileSync(join(outdir, "validation-report.json"), "utf8")) as ValidationReport;
 }
-const logicalIdIn = (stack: Stack, construct: IConstruct): string =>
-  stack.getLogicalId(construct.node.defaultChild as CfnElement);
-const actionsOf = (s: Statement): string[] => (Array.isArray(s.Action) ? s.Action : [s.Action]);
 /** JSON with the keys of every object sorted: a stable order for lists compared regardless of key order. */
 const canonical = (value: Json): string =>
   JSON.stringify(value, (_k, v: Json) =>
@@ -1115,9 +1098,9 @@ describe("docs/deploy.md", () => {
 });
 
 describe("the whole app synthesises offline, without credentials (the CDK CLI)", () => {
-  it("writes the three stacks' templates with `cdk synth` and no AWS configuration at all", async () => {
+  it("writes the three stacks' templates with `cdk synth` and no AWS configuration at all", async (t) => {
     const home = mkdtempSync(join(tmpdir(), "amk-offline-"));
-    outdirs.push(home);
+    t.after(() => rmSync(home, { recursive: true, force: true }));
     const out = join(home, "cdk.out");
     // No AWS credentials, profiles or instance metadata; any HTTP(S) a tool might try goes to a closed port.
     const env: NodeJS.ProcessEnv = {

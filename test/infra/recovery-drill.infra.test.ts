@@ -9,37 +9,19 @@
  * rotation-workflow.infra.test.ts.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
-import { Validations, type CfnElement, type Stack } from "aws-cdk-lib";
+import { before, describe, it } from "node:test";
+import { Validations } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import type { IConstruct } from "constructs";
 import { createApp, type AmkApp } from "../../infra/bin/app.js";
 import { drillScheduleProblem, InvalidInfraConfigError } from "../../infra/lib/config.js";
 import { aslFromTemplate, walkStates, type JsonObject } from "../../workflows/local-runner.js";
+import { CDK_JSON_CONTEXT, NO_BUNDLING, synthAppsIn, logicalIdIn, actionsOf } from "../support/infra.js";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const CDK_JSON_CONTEXT = (
-  JSON.parse(readFileSync(join(ROOT, "cdk.json"), "utf8")) as { context: Record<string, unknown> }
-).context;
-// No function bundling: these tests are about the resources (the stacks test bundles for real).
-const NO_BUNDLING = { "aws:cdk:bundling-stacks": [] };
-
-const outdirs: string[] = [];
-function synthApp(context: Record<string, unknown>): { amk: AmkApp; outdir: string } {
-  const outdir = mkdtempSync(join(tmpdir(), "amk-recovery-test-"));
-  outdirs.push(outdir);
-  return {
-    amk: createApp({ context: { ...CDK_JSON_CONTEXT, ...NO_BUNDLING, ...context }, outdir }),
-    outdir,
-  };
-}
-after(() => {
-  for (const d of outdirs) rmSync(d, { recursive: true, force: true });
-});
+const synthApp = synthAppsIn("amk-recovery-test");
 
 type Json = unknown;
 type Statement = {
@@ -77,10 +59,6 @@ function flattener(stateful: Template): (value: Json) => Json {
   };
   return flat;
 }
-
-const actionsOf = (s: Statement): string[] => (Array.isArray(s.Action) ? s.Action : [s.Action]);
-const logicalIdIn = (stack: Stack, construct: IConstruct): string =>
-  stack.getLogicalId(construct.node.defaultChild as CfnElement);
 
 /** The X-Ray statement of every function's role (asserted in operations.infra.test.ts, left out below). */
 const TRACING_STATEMENT = JSON.stringify({

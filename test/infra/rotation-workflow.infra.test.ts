@@ -8,39 +8,19 @@
  * expected policies read like the policies.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
-import type { CfnElement, Stack } from "aws-cdk-lib";
+import { before, describe, it } from "node:test";
 import { Template } from "aws-cdk-lib/assertions";
 import { PolicyStatement } from "aws-cdk-lib/aws-iam";
-import type { IConstruct } from "constructs";
 import { createApp, type AmkApp } from "../../infra/bin/app.js";
 import { InvalidInfraConfigError, rotationScheduleProblem } from "../../infra/lib/config.js";
 import { RETRYABLE_ERRORS } from "../../workflows/rotation-workflow.js";
 import { aslFromTemplate, walkStates, type JsonObject } from "../../workflows/local-runner.js";
+import { CDK_JSON_CONTEXT, NO_BUNDLING, synthAppsIn, logicalIdIn, actionsOf } from "../support/infra.js";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const CDK_JSON_CONTEXT = (
-  JSON.parse(readFileSync(join(ROOT, "cdk.json"), "utf8")) as { context: Record<string, unknown> }
-).context;
-// No function bundling: these tests are about the workflow's resources (the stacks test bundles for real).
-const NO_BUNDLING = { "aws:cdk:bundling-stacks": [] };
-
-const outdirs: string[] = [];
-function synthApp(context: Record<string, unknown>): { amk: AmkApp; outdir: string } {
-  const outdir = mkdtempSync(join(tmpdir(), "amk-rotation-test-"));
-  outdirs.push(outdir);
-  return {
-    amk: createApp({ context: { ...CDK_JSON_CONTEXT, ...NO_BUNDLING, ...context }, outdir }),
-    outdir,
-  };
-}
-after(() => {
-  for (const d of outdirs) rmSync(d, { recursive: true, force: true });
-});
+const synthApp = synthAppsIn("amk-rotation-test");
 
 type Json = unknown;
 type Statement = {
@@ -78,10 +58,6 @@ function flattener(stateful: Template): (value: Json) => Json {
   };
   return flat;
 }
-
-const actionsOf = (s: Statement): string[] => (Array.isArray(s.Action) ? s.Action : [s.Action]);
-const logicalIdIn = (stack: Stack, construct: IConstruct): string =>
-  stack.getLogicalId(construct.node.defaultChild as CfnElement);
 
 /** The X-Ray statement of every function's role (asserted in operations.infra.test.ts, left out below). */
 const TRACING_STATEMENT = JSON.stringify({

@@ -10,12 +10,11 @@
  * others for what every function shares.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
-import { Validations, type CfnElement, type Stack } from "aws-cdk-lib";
+import { before, describe, it } from "node:test";
+import { Validations, type CfnElement } from "aws-cdk-lib";
 import { Match, Template } from "aws-cdk-lib/assertions";
 import { Key } from "aws-cdk-lib/aws-kms";
 import type { IConstruct } from "constructs";
@@ -23,12 +22,7 @@ import { createApp, type AmkApp } from "../../infra/bin/app.js";
 import { InvalidInfraConfigError } from "../../infra/lib/config.js";
 import { ESM_REQUIRE_BANNER } from "../../infra/lib/stateless-stack.js";
 import { flattenForNag } from "../../infra/lib/vault-stack.js";
-
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const CDK_JSON_CONTEXT = (
-  JSON.parse(readFileSync(join(ROOT, "cdk.json"), "utf8")) as { context: Record<string, unknown> }
-).context;
-const NO_BUNDLING = { "aws:cdk:bundling-stacks": [] };
+import { CDK_JSON_CONTEXT, NO_BUNDLING, synthAppsIn, logicalIdIn, actionsOf } from "../support/infra.js";
 
 /** Every function by the suffix of its POWERTOOLS_SERVICE_NAME. */
 const NAMES = [
@@ -103,12 +97,7 @@ const RECOVERY_IDS = [
 /** The construct ids of the backup functions (backups.infra.test.ts). */
 const BACKUP_IDS = ["BackupExport", "RestorationTestRun"];
 
-const outdirs: string[] = [];
-function synthApp(context: Record<string, unknown>): { amk: AmkApp; outdir: string } {
-  const outdir = mkdtempSync(join(tmpdir(), "amk-infra-test-"));
-  outdirs.push(outdir);
-  return { amk: createApp({ context: { ...CDK_JSON_CONTEXT, ...context }, outdir }), outdir };
-}
+const synthApp = synthAppsIn("amk-infra-test", { bundle: true });
 
 interface ValidationReport {
   pluginReports: {
@@ -137,7 +126,6 @@ function statementsOf(template: Template): Statement[] {
     .flatMap((p) => (p as PolicyResource).Properties.PolicyDocument.Statement)
     .filter((st) => !isTracing(st));
 }
-const actionsOf = (s: Statement): string[] => (Array.isArray(s.Action) ? s.Action : [s.Action]);
 
 type FunctionResource = {
   Properties: {
@@ -198,13 +186,6 @@ function logicalIdOf(template: Template, type: string, props?: Record<string, un
   return ids[0]!;
 }
 const arnOf = (logicalId: string) => ({ "Fn::GetAtt": [logicalId, "Arn"] });
-/** The logical id of the CloudFormation resource behind an L2 construct. */
-const logicalIdIn = (stack: Stack, construct: IConstruct): string =>
-  stack.getLogicalId(construct.node.defaultChild as CfnElement);
-
-after(() => {
-  for (const d of outdirs) rmSync(d, { recursive: true, force: true });
-});
 
 describe("default configuration (as `cdk synth` with cdk.json)", () => {
   const PIN_SECRET_NAME = "amk-test/hsm-pin";

@@ -7,36 +7,18 @@
  * `<Resource.Attribute>`, `Fn::Join` joined), so that the expected policies read like the policies.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
+import { before, describe, it } from "node:test";
 import { Validations } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import { PolicyStatement } from "aws-cdk-lib/aws-iam";
 import { createApp, type AmkApp } from "../../infra/bin/app.js";
 import { InvalidInfraConfigError } from "../../infra/lib/config.js";
+import { CDK_JSON_CONTEXT, synthAppsIn } from "../support/infra.js";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const CDK_JSON_CONTEXT = (
-  JSON.parse(readFileSync(join(ROOT, "cdk.json"), "utf8")) as { context: Record<string, unknown> }
-).context;
-// No function bundling: these tests are about the vault stack (the stacks test bundles for real).
-const NO_BUNDLING = { "aws:cdk:bundling-stacks": [] };
-
-const outdirs: string[] = [];
-function synthApp(context: Record<string, unknown>): { amk: AmkApp; outdir: string } {
-  const outdir = mkdtempSync(join(tmpdir(), "amk-vault-test-"));
-  outdirs.push(outdir);
-  return {
-    amk: createApp({ context: { ...CDK_JSON_CONTEXT, ...NO_BUNDLING, ...context }, outdir }),
-    outdir,
-  };
-}
-after(() => {
-  for (const d of outdirs) rmSync(d, { recursive: true, force: true });
-});
+const synthApp = synthAppsIn("amk-vault-test");
 /**
  * A plugin's findings that fail the synth (cdk-nag's errors); the construct annotations' warnings (no VPC in a test
  * configuration) are checked in stacks.infra.test.ts.

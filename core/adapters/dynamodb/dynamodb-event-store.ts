@@ -514,14 +514,7 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
   ): TransactItem[] {
     const TableName = this.tableName;
     const last = stored[stored.length - 1]?.event.version ?? 0;
-    const head =
-      state.current === undefined
-        ? { ConditionExpression: "attribute_not_exists(pk)" }
-        : {
-            ConditionExpression: "#version = :current",
-            ExpressionAttributeNames: { "#version": "version" },
-            ExpressionAttributeValues: { ":current": state.current },
-          };
+    const head = headCondition(state.current);
     const items: TransactItem[] = [
       {
         Put: {
@@ -537,42 +530,9 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
         },
       },
     ];
-    for (const { event, dataJson } of stored) {
-      items.push({
-        Put: {
-          TableName,
-          Item: {
-            ...keys.event(stream.streamId, event.version),
-            kind: "event",
-            streamId: stream.streamId,
-            version: event.version,
-            eventId: event.eventId,
-            type: event.type,
-            schemaVersion: event.schemaVersion,
-            occurredAt: event.occurredAt,
-            data: dataJson,
-            recordedAt,
-          },
-          ConditionExpression: "attribute_not_exists(pk)",
-        },
-      });
-    }
-    for (const { event } of stored) {
-      items.push({
-        Put: {
-          TableName,
-          Item: {
-            ...keys.eventIdMarker(event.eventId),
-            kind: "eventId",
-            eventId: event.eventId,
-            streamId: stream.streamId,
-            version: event.version,
-            recordedAt,
-          },
-          ConditionExpression: "attribute_not_exists(pk)",
-        },
-      });
-    }
+    for (const { event, dataJson } of stored)
+      items.push(this.eventPut(stream.streamId, event, dataJson, recordedAt));
+    for (const { event } of stored) items.push(this.markerPut(stream.streamId, event, recordedAt));
     if (projection !== undefined && projection !== state.projection) {
       items.push({ Put: { TableName, Item: this.projectionItem(stream.streamId, projection, recordedAt) } });
     }
@@ -1100,6 +1060,46 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
     }
   }
 
+  /** An event item (never overwritten): one layout for appends and imports. */
+  private eventPut(streamId: string, event: StoredEvent, dataJson: string, recordedAt: string): TransactItem {
+    return {
+      Put: {
+        TableName: this.tableName,
+        Item: {
+          ...keys.event(streamId, event.version),
+          kind: "event",
+          streamId,
+          version: event.version,
+          eventId: event.eventId,
+          type: event.type,
+          schemaVersion: event.schemaVersion,
+          occurredAt: event.occurredAt,
+          data: dataJson,
+          recordedAt,
+        },
+        ConditionExpression: "attribute_not_exists(pk)",
+      },
+    };
+  }
+
+  /** An event's event-id marker (never overwritten: an event id is used once in the table). */
+  private markerPut(streamId: string, event: StoredEvent, recordedAt: string): TransactItem {
+    return {
+      Put: {
+        TableName: this.tableName,
+        Item: {
+          ...keys.eventIdMarker(event.eventId),
+          kind: "eventId",
+          eventId: event.eventId,
+          streamId,
+          version: event.version,
+          recordedAt,
+        },
+        ConditionExpression: "attribute_not_exists(pk)",
+      },
+    };
+  }
+
   /** The items of one imported chunk (see `importEvents`) and the stream state after it. */
   private prepareImport(
     stream: ParsedStreamId,
@@ -1122,53 +1122,17 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
             version: last.version,
             updatedAt: last.recordedAt,
           },
-          ...(state.current === undefined
-            ? { ConditionExpression: "attribute_not_exists(pk)" }
-            : {
-                ConditionExpression: "#version = :current",
-                ExpressionAttributeNames: { "#version": "version" },
-                ExpressionAttributeValues: { ":current": state.current },
-              }),
+          ...headCondition(state.current),
         },
       },
     ];
     const kinds: ImportItemKind[] = [{ kind: "head" }];
     for (const { event, dataJson } of chunk) {
-      items.push({
-        Put: {
-          TableName,
-          Item: {
-            ...keys.event(stream.streamId, event.version),
-            kind: "event",
-            streamId: stream.streamId,
-            version: event.version,
-            eventId: event.eventId,
-            type: event.type,
-            schemaVersion: event.schemaVersion,
-            occurredAt: event.occurredAt,
-            data: dataJson,
-            recordedAt: event.recordedAt,
-          },
-          ConditionExpression: "attribute_not_exists(pk)",
-        },
-      });
+      items.push(this.eventPut(stream.streamId, event, dataJson, event.recordedAt));
       kinds.push({ kind: "event", version: event.version });
     }
     for (const event of events) {
-      items.push({
-        Put: {
-          TableName,
-          Item: {
-            ...keys.eventIdMarker(event.eventId),
-            kind: "eventId",
-            eventId: event.eventId,
-            streamId: stream.streamId,
-            version: event.version,
-            recordedAt: event.recordedAt,
-          },
-          ConditionExpression: "attribute_not_exists(pk)",
-        },
-      });
+      items.push(this.markerPut(stream.streamId, event, event.recordedAt));
       kinds.push({ kind: "marker", eventId: event.eventId, version: event.version });
     }
     if (projection !== undefined && projection !== state.projection) {
@@ -1702,6 +1666,22 @@ function decodeEvent(item: Item): StoredEvent {
     version: positiveInt(item.version, item, "event"),
     recordedAt: str(item.recordedAt, item, "event"),
   };
+}
+
+/** The condition of a stream head's write: new (no head yet), or still at the version read. */
+function headCondition(
+  current: number | undefined,
+): Pick<
+  NonNullable<TransactItem["Put"]>,
+  "ConditionExpression" | "ExpressionAttributeNames" | "ExpressionAttributeValues"
+> {
+  return current === undefined
+    ? { ConditionExpression: "attribute_not_exists(pk)" }
+    : {
+        ConditionExpression: "#version = :current",
+        ExpressionAttributeNames: { "#version": "version" },
+        ExpressionAttributeValues: { ":current": current },
+      };
 }
 
 function decodeMarker(item: Item): MarkerItem {
