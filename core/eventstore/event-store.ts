@@ -38,6 +38,13 @@ export interface StreamAppend {
   readonly events: readonly NewEvent[];
   /** As `AppendOptions.expectedVersion`. */
   readonly expectedVersion: ExpectedStreamVersion;
+  /**
+   * Optional, document streams only: the document projection the caller read (the census listing gives it), with
+   * `version` equal to `expectedVersion`. A store may then write without reading the stream's head and projection
+   * first. It is a hint, never trusted: the write is also conditional on the stored projection being exactly this
+   * one, and an append whose hint was wrong is read and tried again as without it (or reported as a conflict).
+   */
+  readonly knownProjection?: DocumentProjection;
 }
 
 /** What became of one append of an `appendToStreams` call. */

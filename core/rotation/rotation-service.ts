@@ -426,8 +426,8 @@ export class RotationService {
 
   /**
    * Re-wraps a page of documents. Listed documents (census projections) have their current record read in one
-   * batch at the projection's `keysVersion`, and are appended at the projection's `version`; bare ids are read in
-   * full. HSM work runs concurrently; one `appendToStreams` writes every new record in as few transactions as
+   * batch at the projection's `keysVersion`, and are appended at the projection's `version` with the listing as
+   * the store's `knownProjection` (no head read; the write checks it); bare ids are read in full. HSM work runs concurrently; one `appendToStreams` writes every new record in as few transactions as
    * DynamoDB allows, each conditional on its own stream's version. A document whose append lost a race (or whose
    * listing was stale) is re-read in full and retried on its own: never overwritten.
    */
@@ -444,7 +444,7 @@ export class RotationService {
     );
     const fetched = refs.length > 0 ? await this.deps.events.readEvents(refs) : [];
     const recordAt = new Map(fetched.flatMap((e) => (e ? [[e.streamId as string, e] as const] : [])));
-    const prepared = await mapLimit(documents, this.concurrency, (d) => {
+    const prepared = await mapLimit(documents, this.concurrency, async (d) => {
       const documentId = typeof d === "string" ? d : d.documentId;
       const known =
         typeof d === "string" ? undefined : recordAt.get(documentStreamId(workspaceId, documentId));
@@ -454,13 +454,15 @@ export class RotationService {
         known.type === EventTypes.DocumentEncryptionKeysAdded &&
         d.status !== "deleted"
       ) {
-        return this.buildRewrap(
+        const append = await this.buildRewrap(
           workspaceId,
           documentId,
           known.data as DocumentEncryptionKeysAddedData,
           d.version,
           toKeyId,
         );
+        // The listing is the projection at d.version: the store need not read it again (it checks it on write).
+        return append === "skipped" ? append : { ...append, knownProjection: d };
       }
       return this.prepareRewrap(workspaceId, documentId, toKeyId);
     });

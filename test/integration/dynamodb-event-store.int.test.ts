@@ -35,6 +35,7 @@ import {
   EventStoreOperationError,
   EventStoreUnavailableError,
   InvalidCursorError,
+  InvalidEventError,
   MAX_EVENTS_PER_APPEND,
   censusShard,
   documentStreamId,
@@ -581,6 +582,141 @@ describe("DynamoDbEventStore (adapter)", () => {
         }),
       );
       assert.equal(kept.Item?.note?.S, "stray");
+    } finally {
+      await teardown();
+    }
+  });
+
+  it("appendToStreams with a knownProjection writes without reading first, and never trusts the hint", async () => {
+    const { table, teardown } = await freshStore();
+    try {
+      // A document client that counts the requests it sends, by command.
+      const doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+      const sent: string[] = [];
+      const send = doc.send.bind(doc) as (command: unknown) => Promise<unknown>;
+      (doc as unknown as { send: (command: unknown) => Promise<unknown> }).send = (command) => {
+        sent.push((command as object).constructor.name);
+        return send(command);
+      };
+      const store = new DynamoDbEventStore({ client: doc, tableName: table });
+      const other = new DynamoDbEventStore({ client, tableName: table });
+      const ws = uniqueWorkspace();
+      const docs = Array.from({ length: 6 }, () => randomUUID());
+      const streamOf = (i: number) => documentStreamId(ws, docs[i] as string);
+      await store.appendToStreams(
+        docs.map((d, i) => ({
+          streamId: streamOf(i),
+          events: [wrapRecord(ws, d, 1)],
+          expectedVersion: "no_stream",
+        })),
+      );
+      const read = async (i: number) => {
+        const p = await store.getDocumentProjection(ws, docs[i] as string);
+        assert.ok(p);
+        return p;
+      };
+      const rewrap = async (i: number): Promise<StreamAppend> => {
+        const p = await read(i);
+        return {
+          streamId: streamOf(i),
+          events: [wrapRecord(ws, docs[i] as string, 2)],
+          expectedVersion: p.version,
+          knownProjection: p,
+        };
+      };
+
+      // Good hints: one transaction, no read at all.
+      const clean = [await rewrap(0), await rewrap(1)];
+      sent.splice(0);
+      const first = await store.appendToStreams(clean);
+      assert.deepEqual(
+        first.map((o) => o.status),
+        ["appended", "appended"],
+      );
+      assert.deepEqual(sent, ["TransactWriteCommand"]);
+      for (const i of [0, 1]) {
+        const p = await read(i);
+        assert.equal(p.keyId, keyId(ws, 2));
+        assert.equal(p.keysVersion, 2);
+        assert.equal(p.version, 2);
+      }
+
+      // A stale hint (the head moved since) is a conflict, and the good append of the same call still goes.
+      const stale = await rewrap(2);
+      await other.appendToStream(streamOf(2), [lifecycle("DocumentStored", ws, docs[2] as string)], {
+        expectedVersion: 1,
+      });
+      const mixed = await store.appendToStreams([stale, await rewrap(3)]);
+      assert.deepEqual(
+        mixed.map((o) => (o.status === "conflict" ? [o.status, o.error.actual] : [o.status, o.firstVersion])),
+        [
+          ["conflict", 2],
+          ["appended", 2],
+        ],
+      );
+      assert.equal((await read(2)).keyId, keyId(ws, 1), "nothing of the stale append was written");
+      assert.equal((await read(3)).keyId, keyId(ws, 2));
+
+      // A hint at the right version with other content is caught by the condition on the stored projection, alone
+      // in its transaction; the append is then written on what the store reads. Two forgeries: one that changes
+      // what the new projection would be, one ("deleted") under which the fold would leave the projection as is.
+      for (const [i, forgery] of [
+        [4, { keyId: keyId(ws, 7) }],
+        [5, { status: "deleted" as const }],
+      ] as const) {
+        const honest = await rewrap(i);
+        sent.splice(0);
+        const [outcome] = await store.appendToStreams([
+          { ...honest, knownProjection: { ...honest.knownProjection!, ...forgery } },
+        ]);
+        assert.equal(outcome?.status, "appended");
+        assert.deepEqual(sent.slice(0, 2), ["TransactWriteCommand", "BatchGetCommand"], "refused, then read");
+        const stored = await read(i);
+        assert.equal(stored.keyId, keyId(ws, 2), `doc ${i}: the projection follows the stream`);
+        assert.equal(stored.status, "pending", `doc ${i}: the forged status was not written`);
+        assert.ok(sameDocumentProjection(projectDocument(await readAll(store, streamOf(i))), stored));
+      }
+
+      // Repeating a committed call is a replay, hint or not.
+      const again = await store.appendToStreams(clean);
+      assert.deepEqual(
+        again.map((o) => [o.status, o.status === "conflict" ? 0 : o.firstVersion]),
+        [
+          ["replayed", 2],
+          ["replayed", 2],
+        ],
+      );
+
+      // Bad hints are bad input: refused before anything is written.
+      const five = await rewrap(2);
+      const bad: [string, StreamAppend][] = [
+        ["another document", { ...five, knownProjection: await read(0) }],
+        ["a version other than expectedVersion", { ...five, expectedVersion: 0 }],
+        ["an expectedVersion that is not a number", { ...five, expectedVersion: "any" }],
+        [
+          "a workspace stream",
+          {
+            streamId: workspaceStreamId(ws),
+            events: [newEvent("WorkspaceNoted", { note: "a workspace event" })],
+            expectedVersion: 1,
+            knownProjection: five.knownProjection!,
+          },
+        ],
+        [
+          "an unknown status",
+          { ...five, knownProjection: { ...five.knownProjection!, status: "lost" as "stored" } },
+        ],
+      ];
+      for (const [what, append] of bad) {
+        await assert.rejects(
+          store.appendToStreams([await rewrap(1), append]),
+          (err: unknown) => err instanceof InvalidEventError && /knownProjection/.test(err.message),
+          what,
+        );
+      }
+      assert.equal((await read(2)).version, 2, "nothing was written by the refused calls");
+      assert.equal((await read(1)).version, 2);
+      await assertTableInvariants(store, table);
     } finally {
       await teardown();
     }

@@ -154,6 +154,8 @@ interface CheckedAppend {
   readonly batch: readonly { event: NewEvent; dataJson: string }[];
   readonly expected: ExpectedStreamVersion;
   readonly eventIds: readonly string[];
+  /** The caller's `knownProjection` (checked against the stream and `expected`), used in the first round only. */
+  readonly known?: DocumentProjection;
 }
 
 /** An append turned into transaction items at the state read. */
@@ -303,10 +305,24 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
     const outcomes = new Array<StreamAppendOutcome | undefined>(list.length);
     const failures = new Array<number>(list.length).fill(0);
     let pending = list.map((_, i) => i);
+    // First round only: appends with a known projection are written without reading their state. The projection's
+    // Put is then conditional on the stored projection being that one, and a failed hint is simply read next round.
+    let hinted = new Map<number, StreamState>();
+    for (const i of pending) {
+      const known = at(list, i).known;
+      if (known !== undefined) hinted.set(i, { current: known.version, projection: known });
+    }
 
     while (pending.length > 0) {
-      const states = await this.readStreamStates(pending.map((i) => at(list, i).stream.streamId));
-      const stateOf = (i: number): StreamState => states.get(at(list, i).stream.streamId) ?? NO_STREAM;
+      const toRead = pending.filter((i) => !hinted.has(i));
+      const states =
+        toRead.length > 0
+          ? await this.readStreamStates(toRead.map((i) => at(list, i).stream.streamId))
+          : new Map<string, StreamState>();
+      const hintedNow = hinted;
+      hinted = new Map();
+      const stateOf = (i: number): StreamState =>
+        hintedNow.get(i) ?? states.get(at(list, i).stream.streamId) ?? NO_STREAM;
 
       // Expectations that no longer hold: a replay or a conflict, found without paying for a transaction.
       const stale = pending.filter((i) => !satisfies(at(list, i).expected, stateOf(i).current));
@@ -319,7 +335,7 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
         .map((index) => ({
           index,
           state: stateOf(index),
-          prepared: this.prepareAppend(at(list, index), stateOf(index), recordedAt),
+          prepared: this.prepareAppend(at(list, index), stateOf(index), recordedAt, hintedNow.has(index)),
         }));
       const groups = packTransactions(ready, maxPerTransaction);
       const results = await mapSettled(groups, REQUESTS_IN_FLIGHT, (group) => this.sendTransaction(group));
@@ -356,7 +372,11 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
         for (const member of group) {
           const own = codes.slice(offset, offset + member.prepared.items.length);
           offset += member.prepared.items.length;
-          if (codes.length === 0 || own.includes("ConditionalCheckFailed")) {
+          if (hintedNow.has(member.index) && (codes.length === 0 || own.includes("ConditionalCheckFailed"))) {
+            // Its state was the caller's hint, not a read: read it and decide in the next round.
+            failures[member.index] = at(failures, member.index) + 1;
+            next.push(member.index);
+          } else if (codes.length === 0 || own.includes("ConditionalCheckFailed")) {
             // Without reasons every member is a suspect, but none proves corruption.
             suspects.push({ ...member, codes: own, cause: err });
           } else if (own.some((c) => TRANSIENT_CANCELLATION_CODES.has(c))) {
@@ -471,7 +491,12 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
    * The one place an append becomes items: versions after the head read, the projection folded from the stored
    * projection, and the transaction items (head, events, markers, projection when it changes).
    */
-  private prepareAppend(append: CheckedAppend, state: StreamState, recordedAt: string): PreparedAppend {
+  private prepareAppend(
+    append: CheckedAppend,
+    state: StreamState,
+    recordedAt: string,
+    hinted = false,
+  ): PreparedAppend {
     const { stream, batch } = append;
     const base = state.current ?? 0;
     if (base + batch.length > MAX_STREAM_VERSION) {
@@ -496,7 +521,7 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
             state.projection,
           )
         : undefined;
-    const items = this.appendItems(stream, state, stored, projection, recordedAt);
+    const items = this.appendItems(stream, state, stored, projection, recordedAt, hinted);
     return {
       items,
       firstVersion: base + 1,
@@ -511,6 +536,7 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
     stored: { event: StoredEvent; dataJson: string }[],
     projection: DocumentProjection | undefined,
     recordedAt: string,
+    hinted: boolean,
   ): TransactItem[] {
     const TableName = this.tableName;
     const last = stored[stored.length - 1]?.event.version ?? 0;
@@ -534,7 +560,23 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
       items.push(this.eventPut(stream.streamId, event, dataJson, recordedAt));
     for (const { event } of stored) items.push(this.markerPut(stream.streamId, event, recordedAt));
     if (projection !== undefined && projection !== state.projection) {
-      items.push({ Put: { TableName, Item: this.projectionItem(stream.streamId, projection, recordedAt) } });
+      items.push({
+        Put: {
+          TableName,
+          Item: this.projectionItem(stream.streamId, projection, recordedAt),
+          // A projection that was not read must be the stored one, field for field.
+          ...(hinted ? storedProjectionCondition(state.projection) : {}),
+        },
+      });
+    } else if (hinted) {
+      // Not rewritten, still checked: else a forged hint under which the fold changes nothing would go unnoticed.
+      items.push({
+        ConditionCheck: {
+          TableName,
+          Key: keys.projection(stream.streamId),
+          ...storedProjectionCondition(state.projection),
+        },
+      });
     }
     return items;
   }
@@ -1305,9 +1347,76 @@ function checkAppends(
       }
       eventIds.set(eventId, i);
     }
+    const known = append.knownProjection;
+    if (known !== undefined) {
+      try {
+        checkKnownProjection(checked, known);
+      } catch (err) {
+        throw withAppendIndex(err, i);
+      }
+      return { ...checked, known };
+    }
     return checked;
   });
   return { list, maxPerTransaction };
+}
+
+/** A `knownProjection` must be a plausible projection of this document stream at the expected version. */
+function checkKnownProjection(append: CheckedAppend, p: DocumentProjection): void {
+  const fail = (why: string): never => {
+    throw new InvalidEventError(`knownProjection ${why}`, {
+      context: { field: "knownProjection", streamId: append.stream.streamId },
+    });
+  };
+  if (typeof p !== "object" || p === null) fail("must be a document projection");
+  const { stream, expected } = append;
+  if (stream.kind !== "document") fail("is for document streams only");
+  if (
+    stream.kind === "document" &&
+    (p.workspaceId !== stream.workspaceId || p.documentId !== stream.documentId)
+  )
+    fail("belongs to another document");
+  if (typeof expected !== "number" || p.version !== expected)
+    fail("needs expectedVersion equal to its version");
+  if (!DOCUMENT_STATUSES.has(p.status)) fail("has an unknown status");
+  if (p.keyId !== undefined && typeof p.keyId !== "string") fail("has a keyId that is not a string");
+  if (p.keysVersion !== undefined && !(Number.isInteger(p.keysVersion) && p.keysVersion >= 1))
+    fail("has a keysVersion that is not a positive integer");
+}
+
+/** Condition of a projection Put written on a caller's hint: the stored projection is exactly `p`. */
+function storedProjectionCondition(p: DocumentProjection | undefined): {
+  ConditionExpression: string;
+  ExpressionAttributeNames: Record<string, string>;
+  ExpressionAttributeValues: Record<string, unknown>;
+} {
+  if (p === undefined) {
+    // Not reachable with a checked hint; a hint never stands for a missing projection.
+    throw new Error("storedProjectionCondition needs a projection");
+  }
+  const names: Record<string, string> = {
+    "#v": "version",
+    "#st": "status",
+    "#k": "keyId",
+    "#kv": "keysVersion",
+  };
+  const values: Record<string, unknown> = { ":pv": p.version, ":pst": p.status };
+  const parts = ["#v = :pv", "#st = :pst"];
+  if (p.keyId === undefined) parts.push("attribute_not_exists(#k)");
+  else {
+    parts.push("#k = :pk");
+    values[":pk"] = p.keyId;
+  }
+  if (p.keysVersion === undefined) parts.push("attribute_not_exists(#kv)");
+  else {
+    parts.push("#kv = :pkv");
+    values[":pkv"] = p.keysVersion;
+  }
+  return {
+    ConditionExpression: parts.join(" AND "),
+    ExpressionAttributeNames: names,
+    ExpressionAttributeValues: values,
+  };
 }
 
 /** The same bad-input error, naming the append of the call it came from. */
