@@ -2,10 +2,13 @@
  * Re-wrap benchmark (issue 5): the rotation engine (`startRotation`, then `planRewrap` -> every shard item's
  * `rewrapShard` in parallel -> again until no item is left, then `census`) re-wrapping N documents of five artifacts
  * on SoftHSM2 + DynamoDB Local, next to two references measured in the same run on the same table:
- *   (a) a naive loop: one document at a time, read the stream, re-wrap each artifact, conditional put;
+ *   (a) a naive loop: one document at a time, read the stream, re-wrap each artifact, conditional put; run twice
+ *       on sets of its own, first and again after the engine (warmer JVM), and the faster run counts;
  *   (b) the slower of the bare HSM re-wrap rate (5 x rewrapDataKey per document, concurrency 8, no DynamoDB) and
  *       the best bare DynamoDB Local write rate for the same writes (the same-sized wrap-record append at the
- *       version read, concurrency 16, no HSM; also `appendToStreams` in groups of 20 when the store has it).
+ *       version read, concurrency 16, no HSM; also `appendToStreams` in groups of 20 when the store has it; and
+ *       the raw transactions: the very TransactWriteItems the store builds for 25 such re-wrap appends at a time,
+ *       captured without sending and then sent with the bare SDK client, no reads).
  * Targets: engine >= 5x (a), engine >= 70% of (b), and with two sizes (`--docs 10000,100000`) time per document at
  * the larger size <= 1.3x that at the smaller. Each target prints "met" or "MISSED".
  *
@@ -23,6 +26,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import {
+  DynamoDBClient,
+  TransactWriteItemsCommand,
+  type TransactWriteItemsInput,
+} from "@aws-sdk/client-dynamodb";
 import { DynamoDbEventStore } from "../core/adapters/dynamodb/dynamodb-event-store.js";
 import { deleteEventStoreTable } from "../core/adapters/dynamodb/table.js";
 import { FileSecretVault } from "../core/adapters/file-vault/file-vault.js";
@@ -88,6 +96,9 @@ const WRITE_CONCURRENCY = 16;
 const MULTI_GROUP = 20;
 /** Groups in flight for the bare appendToStreams rate: each is measured, the best counts for (b). */
 const MULTI_CONCURRENCY = [2, 8];
+/** Documents per raw transaction (100 items: head, event, marker, projection each) and transactions in flight. */
+const RAW_GROUP = 25;
+const RAW_CONCURRENCY = [2, 8];
 const ART: readonly Artifact[] = ARTIFACTS;
 const PROGRESS_EVERY_MS = 5000;
 
@@ -200,6 +211,43 @@ function countingAppends<T extends object>(inner: T, onAppended: (n: number) => 
       return bound;
     },
   });
+}
+
+/**
+ * The TransactWriteItems inputs a DynamoDB event store builds for `appends`, captured on a client of its own whose
+ * middleware answers every TransactWriteItems itself once it is marshalled (nothing reaches DynamoDB). With a `knownProjection` on every
+ * append the store reads nothing first, so the capture needs no other request.
+ */
+async function captureTransactions(
+  ddb: TestDynamoDb,
+  tableName: string,
+  appends: readonly StreamAppend[],
+): Promise<TransactWriteItemsInput[]> {
+  const captured: TransactWriteItemsInput[] = [];
+  const client = new DynamoDBClient({
+    endpoint: ddb.endpoint,
+    region: "us-east-1",
+    credentials: { accessKeyId: "local", secretAccessKey: "local" },
+  });
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName !== "TransactWriteItemsCommand") {
+        throw new Error(`capture: the store sent ${context.commandName ?? "a request"} (expected no reads)`);
+      }
+      captured.push(structuredClone(args.input as TransactWriteItemsInput));
+      return { output: { $metadata: {} }, response: {} } as Awaited<ReturnType<typeof next>>;
+    },
+    { step: "build", priority: "high", name: "rewrapBenchCapture" },
+  );
+  try {
+    const store = new DynamoDbEventStore({ client, tableName });
+    const outcomes = await store.appendToStreams(appends);
+    if (outcomes.some((o) => o.status !== "appended"))
+      throw new Error("capture: an append was not 'appended'");
+  } finally {
+    client.destroy();
+  }
+  return captured;
 }
 
 /** DynamoDB requests by command (and transaction items), counted by a middleware on the shared client. */
@@ -455,21 +503,27 @@ async function runSize(
     seconds: seeded.seconds,
   });
   const naiveSet = await seed(keyStore, base, refWs, refN, "seed naive set", true);
+  const naiveLateSet = await seed(keyStore, base, refWs, refN, "seed second naive set", true);
   const bareSet = await seed(keyStore, base, refWs, bareN, "seed bare-write set", false);
   const multiSets = multi
     ? await Promise.all(
         MULTI_CONCURRENCY.map(() => seed(keyStore, base, refWs, bareN, "seed multi-write sets", false)),
       )
     : [];
+  const rawSets = await Promise.all(
+    RAW_CONCURRENCY.map(() => seed(keyStore, base, refWs, bareN, "seed raw-transaction sets", false)),
+  );
 
   // (a) the naive loop, on the reference workspace rotated to its version 2.
   const refRotation = await rotations.startRotation(refWs, "bench reference");
   const refTo = refRotation.toKeyId;
   const refFrom = masterKeyId(refWs, 1);
-  {
-    const progress = new Progress("naive loop", refN);
+  // The naive loop runs twice: before everything else, and again after the engine on a warmer JVM. The faster of
+  // the two counts for the target (the stricter comparison); both are printed.
+  const naiveLoop = async (docs: typeof naiveSet.docs, label: string): Promise<number> => {
+    const progress = new Progress(label, docs.length);
     const t0 = performance.now();
-    for (const d of naiveSet.docs) {
+    for (const d of docs) {
       const stream = documentStreamId(refWs, d.documentId);
       const { events: read, currentVersion } = await base.readStream(stream);
       const { record } = lastWrapRecord(read);
@@ -492,12 +546,14 @@ async function runSize(
       progress.add();
     }
     progress.stop();
-    rows.push({
-      name: "(a) naive loop: read, 5 x re-wrap, put; 1 doc at a time",
-      docs: refN,
-      seconds: secondsSince(t0),
-    });
-  }
+    return secondsSince(t0);
+  };
+  const naiveRow: Row = {
+    name: "(a) naive loop: read, 5 x re-wrap, put; 1 doc at a time",
+    docs: refN,
+    seconds: await naiveLoop(naiveSet.docs, "naive loop"),
+  };
+  rows.push(naiveRow);
 
   // (b) bare HSM: 5 x rewrapDataKey per document, concurrency 8, no DynamoDB (the naive set's version-1 records,
   // cycled over HSM_DOCS documents so that the measurement lasts a few seconds).
@@ -585,7 +641,43 @@ async function runSize(
       "appendToStreams: not in this event store (typeof !== 'function'); measured appendToStream only",
     );
   }
-  const bestWrite = Math.max(perSecond(writeRow), ...multiRows.map(perSecond));
+  // The raw transactions: what the store sends for re-wrap appends with the listing's projection (the engine's
+  // write path), captured, then sent with the bare SDK client: no reads, no adapter, no HSM.
+  const rawRows: Row[] = [];
+  for (const [k, concurrency] of RAW_CONCURRENCY.entries()) {
+    const set = rawSets[k]!.docs;
+    const transactions: TransactWriteItemsInput[] = [];
+    for (let g = 0; g * RAW_GROUP < set.length; g++) {
+      const appends: StreamAppend[] = [];
+      for (const d of set.slice(g * RAW_GROUP, (g + 1) * RAW_GROUP)) {
+        const projection = await base.getDocumentProjection(refWs, d.documentId);
+        if (!projection) throw new Error(`raw transactions: ${d.documentId} has no projection`);
+        appends.push({
+          ...streamAppend(
+            documentStreamId(refWs, d.documentId),
+            junkRecord(d.documentId),
+            projection.version,
+          ),
+          knownProjection: projection,
+        });
+      }
+      transactions.push(...(await captureTransactions(ddb, tableName, appends)));
+    }
+    const items = transactions.reduce((n, t) => n + (t.TransactItems?.length ?? 0), 0);
+    if (items !== set.length * 4)
+      throw new Error(`raw transactions: ${items} items for ${set.length} documents`);
+    const s = await pool(transactions.length, concurrency, async (t) => {
+      await ddb.client.send(new TransactWriteItemsCommand(transactions[t]!));
+    });
+    const row = {
+      name: `DynamoDB Local alone: raw TransactWriteItems x${RAW_GROUP}, c=${concurrency}`,
+      docs: set.length,
+      seconds: s,
+    };
+    rawRows.push(row);
+    rows.push(row);
+  }
+  const bestWrite = Math.max(perSecond(writeRow), ...multiRows.map(perSecond), ...rawRows.map(perSecond));
   const b = Math.min(perSecond(hsmRow), bestWrite);
   const bBound = perSecond(hsmRow) < bestWrite ? "the HSM" : "DynamoDB Local";
 
@@ -624,13 +716,26 @@ async function runSize(
     seconds: engineSeconds,
   };
   rows.push(engineRow);
+  const naiveLateRow: Row = {
+    name: "(a) naive loop again, after the engine",
+    docs: refN,
+    seconds: await naiveLoop(naiveLateSet.docs, "naive loop again"),
+  };
+  rows.push(naiveLateRow);
 
   // Verification: the engine's documents (all, or a random sample) and the naive set.
   const sample = n <= VERIFY_ALL_UP_TO ? seeded.docs : shuffle([...seeded.docs]).slice(0, VERIFY_ALL_UP_TO);
   const checked = await verify(keyStore, base, ws, rotation.toKeyId, sample, "verify engine DEKs");
-  const checkedNaive = await verify(keyStore, base, refWs, refTo, naiveSet.docs, "verify naive DEKs");
+  const checkedNaive = await verify(
+    keyStore,
+    base,
+    refWs,
+    refTo,
+    [...naiveSet.docs, ...naiveLateSet.docs],
+    "verify naive DEKs",
+  );
   const engineRate = perSecond(engineRow);
-  const naiveRate = perSecond(rows.find((r) => r.name.startsWith("(a)"))!);
+  const naiveRate = Math.max(perSecond(naiveRow), perSecond(naiveLateRow));
 
   // Output.
   const lines: string[] = [];
@@ -665,7 +770,8 @@ async function runSize(
   const vsB = engineRate / b;
   lines.push("");
   lines.push(
-    `target engine >= 5x naive:      ${rateText(engineRate)} / ${rateText(naiveRate)} docs/s = ${vsNaive.toFixed(2)}x  ${verdict(vsNaive >= 5)}`,
+    `target engine >= 5x naive:      ${rateText(engineRate)} / ${rateText(naiveRate)} docs/s = ${vsNaive.toFixed(2)}x  ${verdict(vsNaive >= 5)}` +
+      "  (the faster naive run)",
   );
   lines.push(
     `target engine >= 70% of (b):    ${rateText(engineRate)} / ${rateText(b)} docs/s = ${(vsB * 100).toFixed(0)}%  ${verdict(vsB >= 0.7)}`,
