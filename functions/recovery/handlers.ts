@@ -9,6 +9,9 @@ import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { z } from "zod";
 import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
 import { recoveryServiceFromEnv } from "./services.js";
+import { recordRecoveryFailure } from "../../core/recovery/recovery-service.js";
+import { eventStoreFromEnv } from "../shared/event-store.js";
+import { alertsFromEnv } from "../shared/notify.js";
 import { instrumented } from "../shared/powertools.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
@@ -111,14 +114,17 @@ export const failureHandler = instrumented("failureHandler", async (event: unkno
   const input = parseInput(FailureInput, event);
   const name = input.error?.Error ?? "Error";
   const message = errorMessageOf(input.error?.Cause);
-  const r = await (
-    await service()
-  ).recordFailure({
-    workspaceId: input.workspaceId,
-    executionName: input.executionName,
-    step: input.step,
-    error: { name, message },
-  });
+  // The event store and the alerts only: the failure is recorded, and the recovery's lock released, even while
+  // the HSM cannot be opened.
+  const r = await recordRecoveryFailure(
+    { events: eventStoreFromEnv(), alerts: alertsFromEnv(logger) },
+    {
+      workspaceId: input.workspaceId,
+      executionName: input.executionName,
+      step: input.step,
+      error: { name, message },
+    },
+  );
   logger.warn("recovery step failed", {
     workspaceId: input.workspaceId,
     step: input.step,

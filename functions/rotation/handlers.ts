@@ -8,7 +8,7 @@ import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { z } from "zod";
 import { KitService } from "../../core/kit/kit-service.js";
-import { RotationService } from "../../core/rotation/rotation-service.js";
+import { RotationService, recordRotationFailure } from "../../core/rotation/rotation-service.js";
 import { eventStoreFromEnv } from "../shared/event-store.js";
 import { keyStoreEnvKey, keyStoreFromEnv } from "../shared/key-store.js";
 import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
@@ -165,7 +165,15 @@ export const failureHandler = instrumented("failureHandler", async (event: unkno
   const input = parseInput(FailureInput, event);
   const name = input.error?.Error ?? "Error";
   const message = errorMessageOf(input.error?.Cause);
-  await (await service()).recordFailure(input.workspaceId, { name, message });
+  // The event store and the alerts only: the failure is recorded even while the HSM cannot be opened.
+  await recordRotationFailure(
+    { events: eventStoreFromEnv(), alerts: alertsFromEnv(logger) },
+    input.workspaceId,
+    {
+      name,
+      message,
+    },
+  );
   return { workspaceId: input.workspaceId, recorded: true, error: name };
 });
 

@@ -232,7 +232,7 @@ export interface FunctionAccess {
  * - complete: the census (census-1, census-2); re-issues the kit (HSM export, vault put as writer, KitIssued
  *   appended); appends the retirements and RotationCompleted.
  * - failure: reads the workspace, appends RotationFailed, raises ROTATION_FAILED (the only rotation step that
- *   alerts).
+ *   alerts). It does not open the HSM (event store and alerts only), but shares the entry file that loads pkcs11js.
  */
 export const ROTATION_STEP_ACCESS = {
   start: { append: true, indexes: [] },
@@ -245,8 +245,10 @@ export const ROTATION_STEP_ACCESS = {
 
 /**
  * What each recovery function does (core/recovery/recovery-service.ts through DynamoDbEventStore, the vault and the
- * HSM), hence its grants. Every one of them opens the HSM when it starts (the handlers build the whole recovery
- * service), so every one reads the PIN secret; none but those named here reaches the vault, the topic or the bus.
+ * HSM), hence its grants. Every one of them but failure opens the HSM when it starts (the handlers build the whole
+ * recovery service; failure records with the event store and the alerts only, so it works while the HSM is down).
+ * All share one entry file that loads pkcs11js from the PKCS#11 layer, so all keep the layer and read the PIN
+ * secret; none but those named here reaches the vault, the topic or the bus.
  * - start (Validate): reads the workspace, appends RecoveryStarted (the lock); reads the kit from the vault (current
  *   or given version) and checks it covers every version in use: lists the key ids in use (census-2) and looks keys
  *   up in the HSM.
