@@ -12,6 +12,7 @@
  *   npx tsx bench/backup.bench.ts [--docs 10000[,100000]] [--bare-transact <docs>] [--concurrency 16]
  */
 import "./quiet.js";
+import { pool } from "./pool.js";
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
@@ -65,17 +66,6 @@ const SCAN_PAGE_LIMIT = 4000;
 const secondsSince = (t0: number): number => (performance.now() - t0) / 1000;
 const int = (n: number): string => Math.round(n).toLocaleString("en-US");
 const rate = (n: number): string => (n >= 100 ? int(n) : n.toFixed(1));
-
-async function pool(n: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<number> {
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, n) }, async () => {
-      for (let i = next++; i < n; i = next++) await fn(i);
-    }),
-  );
-  return secondsSince(t0);
-}
 
 class Progress {
   private done = 0;

@@ -21,6 +21,7 @@
  *                                 [--seed-concurrency 32]
  */
 import "./quiet.js";
+import { pool } from "./pool.js";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
@@ -139,18 +140,6 @@ class Progress {
   stop(): void {
     clearInterval(this.timer);
   }
-}
-
-/** Runs `fn` over 0..n-1 with `concurrency` workers; returns the wall-clock seconds. */
-async function pool(n: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<number> {
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, n) }, async () => {
-      for (let i = next++; i < n; i = next++) await fn(i);
-    }),
-  );
-  return secondsSince(t0);
 }
 
 function shuffle<T>(xs: T[]): T[] {

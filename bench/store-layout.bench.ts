@@ -17,6 +17,7 @@
  *   npx tsx bench/store-layout.bench.ts [--docs 2000] [--rounds 3]
  */
 import "./quiet.js";
+import { pool } from "./pool.js";
 import {
   BatchGetItemCommand,
   BatchWriteItemCommand,
@@ -31,7 +32,6 @@ import {
 import { marshall } from "@aws-sdk/util-dynamodb";
 import { randomBytes, randomUUID } from "node:crypto";
 import { cpus } from "node:os";
-import { performance } from "node:perf_hooks";
 import { CENSUS_BY_KEY_ID_INDEX, deleteEventStoreTable } from "../core/adapters/dynamodb/table.js";
 import { useTestDynamoDb } from "../test/support/dynamodb.js";
 
@@ -143,17 +143,6 @@ function itemsOf(layout: Layout, tableName: string, stream: string, doc: string,
   return puts.map(({ item, condition }) => ({
     Put: { TableName: tableName, Item: marshall(item), ...condition },
   }));
-}
-
-async function pool(n: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<number> {
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, n) }, async () => {
-      for (let i = next++; i < n; i = next++) await fn(i);
-    }),
-  );
-  return (performance.now() - t0) / 1000;
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
