@@ -27,6 +27,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as recovery from "../functions/recovery/handlers.js";
 import * as rotation from "../functions/rotation/handlers.js";
+import { failureHandler as rotationFailure } from "../functions/rotation/failure.js";
+import { failureHandler as recoveryFailure } from "../functions/recovery/failure.js";
 import { runDrillHandler } from "../functions/drill/handler.js";
 import { runRestorationTestHandler } from "../functions/restoration/handler.js";
 import { inProcessTaskCallbacks } from "../core/recovery/task-callbacks.js";
@@ -196,7 +198,7 @@ export const rotationHandlers = {
     rotation.rewrapShardHandler(e, { getRemainingTimeInMillis: () => 60_000 }),
   RotationCensus: rotation.censusHandler,
   RotationComplete: rotation.completeHandler,
-  RotationFailure: rotation.failureHandler,
+  RotationFailure: rotationFailure,
 };
 
 /** Recovery handlers by function id (the re-wrap runs on the rotation functions). */
@@ -208,7 +210,7 @@ export const recoveryHandlers = {
   RecoveryVerify: recovery.verifyHandler,
   RecoveryInvalidateTokens: recovery.invalidateTokensHandler,
   RecoveryComplete: recovery.completeHandler,
-  RecoveryFailure: recovery.failureHandler,
+  RecoveryFailure: recoveryFailure,
 };
 
 export const drillHandlers = { DrillRun: runDrillHandler };

@@ -3,15 +3,13 @@
  * on the rotation functions (plan, shard, census). Inputs and outputs are ids, versions, counts and KCVs: the
  * passphrase and the second factor only ever reach the unlock function (functions/recovery-unlock), never a
  * workflow payload. Domain errors keep their class name, which the state machine's Retry and Catch match on.
+ * RecordFailure has an entry file of its own (failure.ts), without the HSM.
  */
 import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { z } from "zod";
 import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
 import { recoveryServiceFromEnv } from "./services.js";
-import { recordRecoveryFailure } from "../../core/recovery/recovery-service.js";
-import { eventStoreFromEnv } from "../shared/event-store.js";
-import { alertsFromEnv } from "../shared/notify.js";
 import { instrumented } from "../shared/powertools.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
@@ -38,14 +36,6 @@ const StartInput = z.object({
 });
 const Step = z.object({ workspaceId: WorkspaceIdSchema, recoveryId: RecoveryIdSchema });
 const AwaitInput = Step.extend({ taskToken: z.string().min(1).max(8192) });
-const FailureInput = z.object({
-  workspaceId: WorkspaceIdSchema,
-  executionName: ExecutionNameSchema,
-  step: z.string().min(1).max(40),
-  error: z
-    .object({ Error: z.string().max(200).optional(), Cause: z.string().max(32_768).optional() })
-    .optional(),
-});
 
 export const startHandler = instrumented("startHandler", async (event: unknown) => {
   const { request, executionName } = parseInput(StartInput, event);
@@ -109,37 +99,3 @@ export const completeHandler = instrumented("completeHandler", async (event: unk
     timingsMs: r.TimingsMs,
   };
 });
-
-export const failureHandler = instrumented("failureHandler", async (event: unknown) => {
-  const input = parseInput(FailureInput, event);
-  const name = input.error?.Error ?? "Error";
-  const message = errorMessageOf(input.error?.Cause);
-  // The event store and the alerts only: the failure is recorded, and the recovery's lock released, even while
-  // the HSM cannot be opened.
-  const r = await recordRecoveryFailure(
-    { events: eventStoreFromEnv(), alerts: alertsFromEnv(logger) },
-    {
-      workspaceId: input.workspaceId,
-      executionName: input.executionName,
-      step: input.step,
-      error: { name, message },
-    },
-  );
-  logger.warn("recovery step failed", {
-    workspaceId: input.workspaceId,
-    step: input.step,
-    error: name,
-    ...r,
-  });
-  return { workspaceId: input.workspaceId, step: input.step, error: name, ...r };
-});
-
-/** The `errorMessage` of a Lambda-style `Cause` (JSON), else the cause itself (Step Functions' own errors). */
-function errorMessageOf(cause: string | undefined): string {
-  if (!cause) return "";
-  try {
-    return String((JSON.parse(cause) as { errorMessage?: unknown }).errorMessage ?? "");
-  } catch {
-    return cause.slice(0, 500);
-  }
-}

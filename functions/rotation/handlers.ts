@@ -2,13 +2,13 @@
  * The rotation workflow's tasks (one Lambda function each; see workflows/rotation-workflow.ts). Payloads hold ids,
  * counts and key ids only: never key material. Domain errors are thrown with their class name, which the state
  * machine's Retry and Catch match on (`HsmUnavailableError`, `EventStoreUnavailableError`, `ConcurrentUpdateError`,
- * `CensusNotEmptyError`, ...).
+ * `CensusNotEmptyError`, ...). RecordFailure has an entry file of its own (failure.ts), without the HSM.
  */
 import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { z } from "zod";
 import { KitService } from "../../core/kit/kit-service.js";
-import { RotationService, recordRotationFailure } from "../../core/rotation/rotation-service.js";
+import { RotationService } from "../../core/rotation/rotation-service.js";
 import { eventStoreFromEnv } from "../shared/event-store.js";
 import { keyStoreEnvKey, keyStoreFromEnv } from "../shared/key-store.js";
 import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
@@ -63,12 +63,6 @@ const ShardInput = z.object({
   workspaceId: WorkspaceIdSchema,
   fromKeyId: z.string().max(100),
   shard: z.number().int().min(0).max(1023),
-});
-const FailureInput = z.object({
-  workspaceId: WorkspaceIdSchema,
-  error: z
-    .object({ Error: z.string().max(200).optional(), Cause: z.string().max(32_768).optional() })
-    .optional(),
 });
 
 export const startHandler = instrumented("startHandler", async (event: unknown) => {
@@ -160,28 +154,3 @@ export const completeHandler = instrumented("completeHandler", async (event: unk
   logger.info("rotation completed", { workspaceId: input.workspaceId, ...r });
   return { workspaceId: input.workspaceId, kitVersion: r.kitVersion, retired: r.retired };
 });
-
-export const failureHandler = instrumented("failureHandler", async (event: unknown) => {
-  const input = parseInput(FailureInput, event);
-  const name = input.error?.Error ?? "Error";
-  const message = errorMessageOf(input.error?.Cause);
-  // The event store and the alerts only: the failure is recorded even while the HSM cannot be opened.
-  await recordRotationFailure(
-    { events: eventStoreFromEnv(), alerts: alertsFromEnv(logger) },
-    input.workspaceId,
-    {
-      name,
-      message,
-    },
-  );
-  return { workspaceId: input.workspaceId, recorded: true, error: name };
-});
-
-/** The `errorMessage` of a Lambda-style `Cause` (JSON), or "" when there is none. */
-function errorMessageOf(cause: string | undefined): string {
-  try {
-    return String((JSON.parse(cause ?? "{}") as { errorMessage?: unknown }).errorMessage ?? "");
-  } catch {
-    return "";
-  }
-}

@@ -232,7 +232,7 @@ export interface FunctionAccess {
  * - complete: the census (census-1, census-2); re-issues the kit (HSM export, vault put as writer, KitIssued
  *   appended); appends the retirements and RotationCompleted.
  * - failure: reads the workspace, appends RotationFailed, raises ROTATION_FAILED (the only rotation step that
- *   alerts). It does not open the HSM (event store and alerts only), but shares the entry file that loads pkcs11js.
+ *   alerts). Its own entry file (rotation/failure.ts): no HSM, no PIN secret, no PKCS#11 layer, not in the VPC.
  */
 export const ROTATION_STEP_ACCESS = {
   start: { append: true, indexes: [] },
@@ -246,9 +246,9 @@ export const ROTATION_STEP_ACCESS = {
 /**
  * What each recovery function does (core/recovery/recovery-service.ts through DynamoDbEventStore, the vault and the
  * HSM), hence its grants. Every one of them but failure opens the HSM when it starts (the handlers build the whole
- * recovery service; failure records with the event store and the alerts only, so it works while the HSM is down).
- * All share one entry file that loads pkcs11js from the PKCS#11 layer, so all keep the layer and read the PIN
- * secret; none but those named here reaches the vault, the topic or the bus.
+ * recovery service), so every one of those reads the PIN secret; failure has its own entry file and records with the
+ * event store and the alerts only (no HSM, no PIN secret, no PKCS#11 layer, not in the VPC), so it works while the
+ * HSM is down. None but those named here reaches the vault, the topic or the bus.
  * - start (Validate): reads the workspace, appends RecoveryStarted (the lock); reads the kit from the vault (current
  *   or given version) and checks it covers every version in use: lists the key ids in use (census-2) and looks keys
  *   up in the HSM.
@@ -818,12 +818,21 @@ export class StatelessStack extends Stack {
         timeout: Duration.seconds(120),
         roleName: rotationCompleteRoleName(config),
       }),
-      failure: step("RotationFailure", "rotation-failure", "failureHandler", A.failure, {
-        description:
-          "Rotation: records RotationFailed in the workspace stream and raises the alert (RecordFailure)",
-        memorySize: 512,
-        timeout: Duration.seconds(60),
-      }),
+      // Its own entry file, without the HSM: it records the failure while the HSM is down, and needs no PKCS#11
+      // layer, PIN secret or place in the HSM's network.
+      failure: this.accessFunction(
+        {
+          id: "RotationFailure",
+          name: "rotation-failure",
+          entry: { file: "rotation/failure.ts", handler: "failureHandler" },
+          description:
+            "Rotation: records RotationFailed in the workspace stream and raises the alert (RecordFailure)",
+          memorySize: 512,
+          timeout: Duration.seconds(60),
+          hsm: false,
+        },
+        A.failure,
+      ),
     };
 
     const logGroup = new LogGroup(this, "RotationWorkflowLogs", {
@@ -934,12 +943,21 @@ export class StatelessStack extends Stack {
         timeout: Duration.seconds(120),
         roleName: recoveryCompleteRoleName(config),
       }),
-      failure: step("RecoveryFailure", "recovery-failure", "failureHandler", A.failure, {
-        description:
-          "Recovery: records RecoveryFailed with the failed step and raises the alert (RecordFailure)",
-        memorySize: 512,
-        timeout: Duration.seconds(60),
-      }),
+      // Its own entry file, without the HSM: it releases the lock while the HSM is down, and needs no PKCS#11
+      // layer, PIN secret or place in the HSM's network.
+      failure: this.accessFunction(
+        {
+          id: "RecoveryFailure",
+          name: "recovery-failure",
+          entry: { file: "recovery/failure.ts", handler: "failureHandler" },
+          description:
+            "Recovery: records RecoveryFailed with the failed step and raises the alert (RecordFailure)",
+          memorySize: 512,
+          timeout: Duration.seconds(60),
+          hsm: false,
+        },
+        A.failure,
+      ),
     };
 
     const logGroup = new LogGroup(this, "RecoveryWorkflowLogs", {

@@ -102,7 +102,8 @@ const FUNCTION_NAMES = [
   "backup-export",
   "restoration-test",
 ];
-const NO_HSM = ["token-authorizer", "backup-export"];
+/** Functions that do not open the HSM: outside the VPC, no PKCS#11 layer, no PIN secret. */
+const NO_HSM = ["token-authorizer", "backup-export", "rotation-failure", "recovery-failure"];
 const HSM_FUNCTIONS = FUNCTION_NAMES.filter((n) => !NO_HSM.includes(n));
 const TRACING_STATEMENT = {
   Action: ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
@@ -401,6 +402,8 @@ describe("production configuration", () => {
         const outsideVpc =
           fn === amk.stateless.tokenAuthorizer ||
           fn === amk.stateless.backupExport ||
+          fn === amk.stateless.rotationFunctions.failure ||
+          fn === amk.stateless.recoveryFunctions.failure ||
           fn.node.id === "HsmBackupList";
         if (outsideVpc) assert.doesNotMatch(acks[0]![1], /network interfaces/);
         else

@@ -249,7 +249,7 @@ describe("rotation workflow, default configuration (no schedule)", () => {
   });
 
   describe("functions", () => {
-    it("are built from functions/rotation/handlers.ts, one export each, with their timeouts and memory", () => {
+    it("are built from functions/rotation/handlers.ts (RecordFailure from failure.ts), one export each, with their timeouts and memory", () => {
       const expected: Record<RotationStep, [string, number, number]> = {
         start: ["index.startHandler", 60, 512],
         plan: ["index.planHandler", 60, 512],
@@ -288,10 +288,18 @@ describe("rotation workflow, default configuration (no schedule)", () => {
       for (const step of STEPS.filter((s) => s !== "rewrapShard"))
         assert.equal(vars(step).AMK_REWRAP_BUDGET_MS, undefined, step);
       for (const step of STEPS) {
-        assert.equal(flat(vars(step).AMK_VAULT_REGION), "<AWS::Region>", step);
+        // RecordFailure builds no vault client (its own entry file, event store and alerts only).
+        assert.equal(
+          flat(vars(step).AMK_VAULT_REGION),
+          step === "failure" ? undefined : "<AWS::Region>",
+          step,
+        );
         assert.equal(vars(step).AMK_VAULT_KMS_KEY_ID, undefined, step);
         assert.equal(vars(step).AMK_DRILL_OAEP_HASH, undefined, step);
       }
+      // Nor does it open the HSM: no PKCS#11 settings, no layer.
+      assert.equal(vars("failure").AMK_PKCS11_LIBRARY, undefined);
+      assert.equal(vars("failure").AMK_PKCS11_PIN_SECRET_ID, undefined);
     });
 
     it("start: reads and appends to the event store (no index), with the table key", () => {
@@ -378,7 +386,7 @@ describe("rotation workflow, default configuration (no schedule)", () => {
       }
     });
 
-    it("each: its own role, its own logs, GetSecretValue on the PIN secret; no Secrets Manager or KMS right on the vault", () => {
+    it("each: its own role, its own logs, GetSecretValue on the PIN secret (RecordFailure: none); no Secrets Manager or KMS right on the vault", () => {
       const roles = new Set(STEPS.map(roleIdOf));
       assert.equal(roles.size, 6);
       for (const step of STEPS) {
@@ -396,13 +404,15 @@ describe("rotation workflow, default configuration (no schedule)", () => {
           statements
             .filter((st) => actionsOf(st).some((a) => a.startsWith("secretsmanager:")))
             .map((st) => [st.Sid, st.Action, flat(st.Resource)]),
-          [
-            [
-              "ReadHsmPin",
-              "secretsmanager:GetSecretValue",
-              "arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:arquivomate-keys/test/hsm-pin-??????",
-            ],
-          ],
+          step === "failure"
+            ? []
+            : [
+                [
+                  "ReadHsmPin",
+                  "secretsmanager:GetSecretValue",
+                  "arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:arquivomate-keys/test/hsm-pin-??????",
+                ],
+              ],
           step,
         );
         for (const st of statements) {
@@ -532,7 +542,7 @@ describe("rotation workflow, vault configured (another account and region, its o
         ).Properties.Environment as { Variables: Record<string, Json> }
       ).Variables;
     for (const step of STEPS) {
-      assert.equal(vars(step).AMK_VAULT_REGION, "eu-west-1", step);
+      assert.equal(vars(step).AMK_VAULT_REGION, step === "failure" ? undefined : "eu-west-1", step);
       assert.equal(vars(step).AMK_VAULT_KMS_KEY_ID, step === "complete" ? VAULT_KEY : undefined, step);
     }
     const roleId = logicalIdIn(amk.stateless, amk.stateless.rotationFunctions.complete.role!);

@@ -50,9 +50,13 @@ const NAMES = [
   "restoration-test",
 ] as const;
 /** The functions that do not open the HSM (no PKCS#11 settings, layer or PIN secret). */
-const NO_HSM = new Set<string>(["token-authorizer", "backup-export"]);
+const NO_HSM = new Set<string>(["token-authorizer", "backup-export", "rotation-failure", "recovery-failure"]);
+/** The workflows' RecordFailure functions: an entry file of their own each (functions/<workflow>/failure.ts). */
+const FAILURE_STEPS = ["rotation-failure", "recovery-failure"];
 /** The functions of functions/recovery/handlers.ts (one shared bundle). */
-const RECOVERY_STEPS = NAMES.filter((n) => n.startsWith("recovery-") && n !== "recovery-unlock");
+const RECOVERY_STEPS = NAMES.filter(
+  (n) => n.startsWith("recovery-") && n !== "recovery-unlock" && !FAILURE_STEPS.includes(n),
+);
 /** The construct ids of the rotation functions (the state machine's Task -> function mapping). */
 const ROTATION_IDS = [
   "RotationStart",
@@ -307,7 +311,10 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
       ].sort(),
     );
     for (const [path, id, reason] of acknowledged) {
-      if (id.endsWith("L1") && /\/(TokenAuthorizer|BackupExport)\//.test(path))
+      if (
+        id.endsWith("L1") &&
+        /\/(TokenAuthorizer|BackupExport|RotationFailure|RecoveryFailure)\//.test(path)
+      )
         assert.match(reason, /like every other function.*Node 22/s);
       else if (id.endsWith("L1")) assert.match(reason, /pkcs11js.*Node 22 ABI/);
       else if (id.endsWith("SQS3")) assert.match(reason, /itself a dead-letter queue/);
@@ -635,7 +642,8 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
       const backupKey = logicalIdIn(amk.stateful, amk.stateful.backups.key as unknown as IConstruct);
       // The functions that build the vault client: the workflow steps, the drill and the backup functions.
       const workflowStep = (name: string) =>
-        /^(rotation|recovery)-/.test(name) || ["drill", "backup-export", "restoration-test"].includes(name);
+        (/^(rotation|recovery)-/.test(name) && !FAILURE_STEPS.includes(name)) ||
+        ["drill", "backup-export", "restoration-test"].includes(name);
       const expected = (name: string) => ({
         ...(NO_HSM.has(name)
           ? {}
@@ -751,8 +759,8 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
           ],
           name,
         );
-        if (name === "backup-export") {
-          // No HSM and no secret of its own: the backup signing key is read through the vault's access role.
+        if (name === "backup-export" || FAILURE_STEPS.includes(name)) {
+          // No HSM and no secret of its own (the export reads the backup signing key through the vault's access role).
           assert.deepEqual(
             statements.filter((st) => actionsOf(st).some((a) => a.startsWith("secretsmanager:"))),
             [],
@@ -821,18 +829,22 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
 
     it("bundles each as ESM with the createRequire banner and leaves pkcs11js and the AWS SDK external", () => {
       const assetDirs = readdirSync(outdir).filter((d) => d.startsWith("asset."));
-      // One bundle per entry file: the six rotation functions share functions/rotation/handlers.ts's, the seven
-      // recovery steps functions/recovery/handlers.ts's (their `Handler` names the export).
-      assert.equal(assetDirs.length, 11, "one bundled asset per entry file");
+      // One bundle per entry file: five rotation functions share functions/rotation/handlers.ts's, six recovery
+      // steps functions/recovery/handlers.ts's (their `Handler` names the export); each RecordFailure has its own.
+      assert.equal(assetDirs.length, 13, "one bundled asset per entry file");
       const codeKeys = (names: readonly string[]) =>
         new Set(
           names.map((n) =>
             JSON.stringify((functionOf(stateless, n).fn.Properties as unknown as { Code: unknown }).Code),
           ),
         );
-      assert.equal(codeKeys(NAMES.filter((n) => n.startsWith("rotation-"))).size, 1);
+      assert.equal(
+        codeKeys(NAMES.filter((n) => n.startsWith("rotation-") && !FAILURE_STEPS.includes(n))).size,
+        1,
+      );
       assert.equal(codeKeys(RECOVERY_STEPS).size, 1);
-      assert.equal(codeKeys(NAMES).size, 11);
+      assert.equal(codeKeys(FAILURE_STEPS).size, 2);
+      assert.equal(codeKeys(NAMES).size, 13);
       for (const assetDir of assetDirs) {
         const bundle = readFileSync(join(outdir, assetDir, "index.mjs"), "utf8");
         assert.ok(
@@ -842,6 +854,15 @@ describe("default configuration (as `cdk synth` with cdk.json)", () => {
         assert.doesNotMatch(bundle, /pkcs11\.node/, "pkcs11js's native binding is not bundled");
         assert.doesNotMatch(bundle, /class SecretsManagerServiceException/, "the AWS SDK is not bundled");
         assert.doesNotMatch(bundle, /class DynamoDBServiceException/, "the AWS SDK is not bundled");
+      }
+      // The RecordFailure functions have no PKCS#11 layer: their bundles must not load pkcs11js (or argon2).
+      for (const name of FAILURE_STEPS) {
+        const code = (functionOf(stateless, name).fn.Properties as unknown as { Code: { S3Key: unknown } })
+          .Code;
+        const hash = /^([0-9a-f]{64})\.zip$/.exec(String(code.S3Key))?.[1];
+        assert.ok(hash, `${name}: an asset key (${JSON.stringify(code.S3Key)})`);
+        const bundle = readFileSync(join(outdir, `asset.${hash}`, "index.mjs"), "utf8");
+        assert.doesNotMatch(bundle, /pkcs11js|argon2/, `${name}: loads neither pkcs11js nor argon2`);
       }
     });
   });
@@ -1077,7 +1098,7 @@ describe("fully configured (layer, secret by complete ARN, custom bus and source
           ),
         ),
     );
-    assert.equal(fns.length, 20);
+    assert.equal(fns.length, 18);
     assert.equal(functionOf(stateless, "token-authorizer").fn.Properties.Layers, undefined);
     for (const fn of fns) {
       assert.deepEqual(fn.Properties.Layers, [LAYER_ARN]);
@@ -1103,7 +1124,7 @@ describe("fully configured (layer, secret by complete ARN, custom bus and source
     );
     assert.deepEqual(
       secretStatements.map((s) => [actionsOf(s), s.Resource]),
-      Array(20).fill([["secretsmanager:GetSecretValue"], SECRET_ARN]),
+      Array(18).fill([["secretsmanager:GetSecretValue"], SECRET_ARN]),
     );
     // The only other secret: the token authorizer's signing key.
     assert.deepEqual(

@@ -25,8 +25,10 @@ import { RotationService } from "../../core/rotation/rotation-service.js";
 import { provisionWorkspaceWithKit } from "../../core/workspaces/provision-with-kit.js";
 import { readWorkspace } from "../../core/workspaces/workspace.js";
 import * as recoveryFunctions from "../../functions/recovery/handlers.js";
+import { failureHandler as recoveryFailure } from "../../functions/recovery/failure.js";
 import { recoveryServiceFromEnv } from "../../functions/recovery/services.js";
 import * as rotationFunctions from "../../functions/rotation/handlers.js";
+import { failureHandler as rotationFailure } from "../../functions/rotation/failure.js";
 import { eventStoreFromEnv } from "../../functions/shared/event-store.js";
 import { keyStoreFromEnv } from "../../functions/shared/key-store.js";
 import { useTestDynamoDb, type TestDynamoDb } from "../support/dynamodb.js";
@@ -82,6 +84,13 @@ describe("failure functions without the HSM", () => {
     return { workspaceId, kits };
   }
 
+  /** The error of a step that had to open the HSM (not a refusal of its input). */
+  const hsmError = (err: unknown): boolean => {
+    assert.ok(err instanceof Error);
+    assert.match(`${err.name}: ${err.message}`, /pkcs#?11|library|HSM/i);
+    return true;
+  };
+
   /** Points the functions' PKCS#11 library at nothing: opening the HSM now fails. */
   function breakHsm(): void {
     process.env.AMK_PKCS11_LIBRARY = join(vaultDir, "no-such-pkcs11-library.so");
@@ -104,8 +113,8 @@ describe("failure functions without the HSM", () => {
     breakHsm();
     try {
       // The control: a step that needs the HSM fails in this environment.
-      await assert.rejects(rotationFunctions.startHandler({ workspaceId }));
-      const out = await rotationFunctions.failureHandler({
+      await assert.rejects(rotationFunctions.startHandler({ workspaceId }), hsmError);
+      const out = await rotationFailure({
         workspaceId,
         error: {
           Error: "HsmUnavailableError",
@@ -137,9 +146,13 @@ describe("failure functions without the HSM", () => {
     breakHsm();
     try {
       await assert.rejects(
-        recoveryFunctions.startHandler({ workspaceId, executionName, requestedBy: "t", reason: "t" }),
+        recoveryFunctions.startHandler({
+          request: { workspaceId, requestedBy: "test", reason: "test" },
+          executionName,
+        }),
+        hsmError,
       );
-      const out = await recoveryFunctions.failureHandler({
+      const out = await recoveryFailure({
         workspaceId,
         executionName,
         step: "await-unlock",
