@@ -13,6 +13,7 @@ import type { Command } from "commander";
 import { FileTaskCallbacks } from "../../core/adapters/file-task-callbacks/file-task-callbacks.js";
 import { zeroize } from "../../core/shared/bytes.js";
 import { readWorkspace, type WorkspaceState } from "../../core/workspaces/workspace.js";
+import { recordRecoveryFailure } from "../../core/recovery/failure.js";
 import {
   openRuntime,
   outputOf,
@@ -28,6 +29,7 @@ import {
   exitCodeOfCode,
   ExitCode,
   InterruptedError,
+  NotFoundError,
   UsageError,
 } from "../runtime/errors.js";
 import type { Output } from "../runtime/output.js";
@@ -39,7 +41,13 @@ import {
   readPassphrase,
   type SecretSource,
 } from "../runtime/secrets.js";
-import { documentsOnLiveKeys, runWorkflow, watchRewrap, type TaskEvent } from "../runtime/workflows.js";
+import {
+  documentsOnLiveKeys,
+  runWorkflow,
+  stateMachineArnFromEnv,
+  watchRewrap,
+  type TaskEvent,
+} from "../runtime/workflows.js";
 
 type UnlockAnswer =
   | {
@@ -155,6 +163,14 @@ interface StartOptions extends Partial<Record<"passphraseFd" | "codeFd", number>
   functionName?: string;
   json?: boolean;
 }
+
+/** The error name `amk recover release` records for the way the lock's execution ended. */
+const ENDED_EXECUTION_ERROR: Record<string, string> = {
+  ABORTED: "ExecutionAborted",
+  TIMED_OUT: "ExecutionTimedOut",
+  FAILED: "ExecutionFailed",
+  SUCCEEDED: "ExecutionSucceeded",
+};
 
 export function register(program: Command): void {
   const recover = program
@@ -566,6 +582,109 @@ export function register(program: Command): void {
       });
     },
   );
+
+  withExitCodes(
+    withJson(
+      recover
+        .command("release")
+        .description(
+          "AWS mode: release the lock of a recovery whose execution ended without recording it (stopped by hand, " +
+            "timed out, or its RecordFailure could not run): records RecoveryFailed (step `released`) once Step " +
+            "Functions says the execution is no longer running; `amk recover start` then resumes the same recovery",
+        )
+        .argument("<workspace>", "workspace id")
+        .option(
+          "--state-machine-arn <arn>",
+          "the recovery state machine (default AMK_RECOVERY_STATE_MACHINE_ARN)",
+        ),
+    ),
+    [0, 2, 3, 5, 6],
+  ).action(async (workspaceId: string, opts: { stateMachineArn?: string; json?: boolean }, cmd: Command) => {
+    const out = outputOf(opts);
+    const rt = await openRuntime(cmd);
+    const ws = await rt.requireWorkspace(workspaceId);
+    const r = ws.recovery;
+    if (r?.status !== "running") {
+      throw new ConflictError(
+        `no recovery of ${workspaceId} holds the lock${r ? ` (the last one, ${r.recoveryId}, is ${r.status})` : ""}`,
+        "NOTHING_TO_RELEASE",
+      );
+    }
+    if (rt.local) {
+      // A local execution runs inside the `amk recover start` that started it: nothing else can tell whether it
+      // still runs, and the same execution name resumes it anyway.
+      throw new ConflictError(
+        `locally, recovery ${r.recoveryId} is resumed, not released`,
+        "RELEASE_NOT_LOCAL",
+        `stop the \`amk recover start\` that runs it (if any), then: amk recover start ${workspaceId} --execution-name ${r.executionName}`,
+      );
+    }
+    const arn = opts.stateMachineArn ?? stateMachineArnFromEnv("recovery");
+    if (!arn) {
+      throw new UsageError(
+        "release needs the recovery state machine",
+        "pass --state-machine-arn or set AMK_RECOVERY_STATE_MACHINE_ARN (stack output RecoveryStateMachineArn)",
+      );
+    }
+    const [{ SFNClient }, { describeExecution, executionArnOf }] = await Promise.all([
+      import("@aws-sdk/client-sfn"),
+      import("../../core/adapters/sfn/sfn-executions.js"),
+    ]);
+    const executionArn = executionArnOf(arn, r.executionName);
+    const client = new SFNClient({});
+    let facts;
+    try {
+      facts = await describeExecution(client, executionArn);
+    } finally {
+      client.destroy();
+    }
+    if (facts === undefined) {
+      throw new NotFoundError(
+        `execution ${r.executionName} (holding recovery ${r.recoveryId}) is not an execution of ${arn}`,
+        "EXECUTION_NOT_FOUND",
+        "check --state-machine-arn: the lock is released only once its own execution is seen to have ended",
+      );
+    }
+    if (facts.status === "RUNNING" || facts.status === "PENDING_REDRIVE") {
+      throw new ConflictError(
+        `execution ${r.executionName} of recovery ${r.recoveryId} is still ${facts.status.toLowerCase().replace("_", " ")}`,
+        "EXECUTION_RUNNING",
+        `let it finish, or stop it first: aws stepfunctions stop-execution --execution-arn ${executionArn}`,
+      );
+    }
+    const recorded = await recordRecoveryFailure(
+      { events: rt.events(), alerts: await rt.alerts() },
+      {
+        workspaceId,
+        executionName: r.executionName,
+        step: "released",
+        error: {
+          name: ENDED_EXECUTION_ERROR[facts.status] ?? "ExecutionEnded",
+          message:
+            `execution ${r.executionName} ended ${facts.status}${facts.stopDate ? ` at ${facts.stopDate}` : ""}; ` +
+            `lock released by ${userInfo().username} with amk recover release`,
+        },
+      },
+    );
+    if (!recorded.recorded) {
+      throw new ConflictError(
+        `recovery ${r.recoveryId} changed meanwhile; see amk recover status ${workspaceId}`,
+      );
+    }
+    out.line(
+      `Released recovery ${r.recoveryId} of ${workspaceId}: its execution ${r.executionName} ended ${facts.status}.`,
+    );
+    out.line(`  Start it again (it resumes the same recovery): amk recover start ${workspaceId}`);
+    out.result({
+      ok: true,
+      workspaceId,
+      released: true,
+      recoveryId: r.recoveryId,
+      executionName: r.executionName,
+      executionStatus: facts.status,
+      ...(facts.stopDate ? { stoppedAt: facts.stopDate } : {}),
+    });
+  });
 
   withExitCodes(
     withJson(

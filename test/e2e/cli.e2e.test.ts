@@ -11,7 +11,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Command } from "commander";
+import { randomUUID } from "node:crypto";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { buildProgram } from "../../cli/amk.js";
+import { DynamoDbEventStore } from "../../core/adapters/dynamodb/dynamodb-event-store.js";
+import { EventTypes } from "../../core/eventstore/catalogue.js";
+import { newEvent } from "../../core/eventstore/events.js";
+import { workspaceStreamId } from "../../core/eventstore/stream-id.js";
+import { readWorkspace } from "../../core/workspaces/workspace.js";
+import { jsonFixture, startReplayServer } from "../support/aws-replay-server.js";
 import {
   Authenticator,
   KEY_LIKE,
@@ -85,6 +93,7 @@ describe("amk command line (real CLI, local engines of its own)", () => {
       "recover start",
       "recover unlock",
       "recover status",
+      "recover release",
       "drill run",
       "drill history",
       "alerts",
@@ -475,6 +484,99 @@ describe("amk command line (real CLI, local engines of its own)", () => {
     const alerts = await amk(["alerts", "--endpoint", h.endpoint!, "--table", "amk-events"]);
     assert.equal(alerts.code, 2);
     assert.match(alerts.stderr, /SNS topic/);
+  });
+
+  it("recover release (AWS mode): refuses while Step Functions says the lock's execution runs, releases once it ended", async () => {
+    const server = await startReplayServer();
+    const machine = "arn:aws:states:us-east-1:123456789012:stateMachine:amk-dev-recovery";
+    const client = new DynamoDBClient({
+      endpoint: h.endpoint!,
+      region: "us-east-1",
+      credentials: { accessKeyId: "amklocal", secretAccessKey: "amklocal" },
+    });
+    const events = new DynamoDbEventStore({ client, tableName: "amk-events" });
+    try {
+      // The lock as the Validate step records it, for an execution that was then stopped by hand.
+      const ws = await readWorkspace(events, WS);
+      const kit = ws.kits.at(-1)!;
+      const executionName = `recovery-${randomUUID().slice(0, 8)}`;
+      const recoveryId = randomUUID();
+      await events.appendToStream(
+        workspaceStreamId(WS),
+        [
+          newEvent(EventTypes.RecoveryStarted, {
+            WorkspaceId: WS,
+            RecoveryId: recoveryId,
+            KitVersion: kit.kitVersion,
+            KitFingerprint: kit.fingerprint,
+            RequestedBy: "ops",
+            Reason: "an execution stopped by hand",
+            ExecutionName: executionName,
+            Resumed: false,
+          }),
+        ],
+        { expectedVersion: ws.version },
+      );
+      const executionArn = `arn:aws:states:us-east-1:123456789012:execution:amk-dev-recovery:${executionName}`;
+      const env = {
+        AWS_ENDPOINT_URL_SFN: server.endpoint,
+        AWS_REGION: "us-east-1",
+        AWS_ACCESS_KEY_ID: "amklocal",
+        AWS_SECRET_ACCESS_KEY: "amklocal",
+        AMK_RECOVERY_STATE_MACHINE_ARN: machine,
+      };
+      const release = [
+        "recover",
+        "release",
+        WS,
+        "--endpoint",
+        h.endpoint!,
+        "--table",
+        "amk-events",
+        "--json",
+      ];
+      const lockOf = async () => (await readWorkspace(events, WS)).recovery;
+
+      // Locally a recovery is resumed, never released.
+      const local = await amk(["recover", "release", WS, "--json"]);
+      assert.equal(local.code, 6, local.stderr);
+      assert.equal(local.json.error?.code, "RELEASE_NOT_LOCAL");
+      assert.match(local.stderr, new RegExp(`--execution-name ${executionName}`));
+
+      server.handler = () => jsonFixture("sfn", "describe-execution-running");
+      const running = await amk(release, { env });
+      assert.equal(running.code, 6, running.stderr);
+      assert.equal(running.json.error?.code, "EXECUTION_RUNNING");
+      assert.match(running.stderr, new RegExp(`stop-execution --execution-arn ${executionArn}`));
+      assert.deepEqual(JSON.parse(server.requests.at(-1)!.body), { executionArn });
+      assert.equal((await lockOf())?.status, "running");
+
+      server.handler = () => jsonFixture("sfn", "execution-does-not-exist");
+      const unknown = await amk(release, { env });
+      assert.equal(unknown.code, 5, unknown.stderr);
+      assert.equal(unknown.json.error?.code, "EXECUTION_NOT_FOUND");
+      assert.equal((await lockOf())?.status, "running");
+
+      server.handler = () => jsonFixture("sfn", "describe-execution-aborted");
+      const released = await amk(release, { env });
+      assert.equal(released.code, 0, released.stderr);
+      assert.equal(released.json.released, true);
+      assert.equal(released.json.recoveryId, recoveryId);
+      assert.equal(released.json.executionStatus, "ABORTED");
+      const lock = await lockOf();
+      assert.equal(lock?.status, "failed");
+      assert.deepEqual(lock?.failure, { step: "released", error: "ExecutionAborted" });
+      // AWS mode without a topic (AMK_ALERT_TOPIC_ARN): the alert goes to the log, on stderr.
+      assert.match(released.stderr, /RECOVERY_FAILED/);
+      assert.doesNotMatch(released.stdout.trim(), /RECOVERY_FAILED/, "stdout is the --json document only");
+
+      const again = await amk(release, { env });
+      assert.equal(again.code, 6, again.stderr);
+      assert.equal(again.json.error?.code, "NOTHING_TO_RELEASE");
+    } finally {
+      client.destroy();
+      await server.close();
+    }
   });
 
   it("engines not running: every command exits 3 and names `amk local up`", async () => {

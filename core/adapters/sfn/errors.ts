@@ -9,3 +9,14 @@ import { AmkError } from "../../shared/errors.js";
 export class TaskCallbackRejectedError extends AmkError {
   readonly code = "TASK_CALLBACK_REJECTED";
 }
+
+/** The status of an execution could not be read now (throttling, a service failure, the network): retry later. */
+export class ExecutionStatusUnavailableError extends AmkError {
+  readonly code = "EXECUTION_STATUS_UNAVAILABLE";
+  override readonly retryable = true;
+}
+
+/** Step Functions refused to describe the execution (access denied, an invalid ARN): retrying won't help. */
+export class ExecutionStatusRejectedError extends AmkError {
+  readonly code = "EXECUTION_STATUS_REJECTED";
+}
