@@ -10,7 +10,7 @@ import { recordRecoveryFailure } from "../../core/recovery/failure.js";
 import { eventStoreFromEnv } from "../shared/event-store.js";
 import { alertsFromEnv } from "../shared/notify.js";
 import { instrumented } from "../shared/powertools.js";
-import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
+import { CaughtErrorSchema, causeMessageOf, parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
 
@@ -21,15 +21,13 @@ const FailureInput = z.object({
   workspaceId: WorkspaceIdSchema,
   executionName: ExecutionNameSchema,
   step: z.string().min(1).max(40),
-  error: z
-    .object({ Error: z.string().max(200).optional(), Cause: z.string().max(32_768).optional() })
-    .optional(),
+  error: CaughtErrorSchema,
 });
 
 export const failureHandler = instrumented("failureHandler", async (event: unknown) => {
   const input = parseInput(FailureInput, event);
   const name = input.error?.Error ?? "Error";
-  const message = errorMessageOf(input.error?.Cause);
+  const message = causeMessageOf(input.error?.Cause);
   // The event store and the alerts only: the failure is recorded, and the recovery's lock released, even while
   // the HSM cannot be opened.
   const r = await recordRecoveryFailure(
@@ -49,13 +47,3 @@ export const failureHandler = instrumented("failureHandler", async (event: unkno
   });
   return { workspaceId: input.workspaceId, step: input.step, error: name, ...r };
 });
-
-/** The `errorMessage` of a Lambda-style `Cause` (JSON), else the cause itself (Step Functions' own errors). */
-function errorMessageOf(cause: string | undefined): string {
-  if (!cause) return "";
-  try {
-    return String((JSON.parse(cause) as { errorMessage?: unknown }).errorMessage ?? "");
-  } catch {
-    return cause.slice(0, 500);
-  }
-}

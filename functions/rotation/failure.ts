@@ -9,21 +9,19 @@ import { recordRotationFailure } from "../../core/rotation/failure.js";
 import { eventStoreFromEnv } from "../shared/event-store.js";
 import { alertsFromEnv } from "../shared/notify.js";
 import { instrumented } from "../shared/powertools.js";
-import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
+import { CaughtErrorSchema, causeMessageOf, parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
 
 const FailureInput = z.object({
   workspaceId: WorkspaceIdSchema,
-  error: z
-    .object({ Error: z.string().max(200).optional(), Cause: z.string().max(32_768).optional() })
-    .optional(),
+  error: CaughtErrorSchema,
 });
 
 export const failureHandler = instrumented("failureHandler", async (event: unknown) => {
   const input = parseInput(FailureInput, event);
   const name = input.error?.Error ?? "Error";
-  const message = errorMessageOf(input.error?.Cause);
+  const message = causeMessageOf(input.error?.Cause);
   // The event store and the alerts only: the failure is recorded even while the HSM cannot be opened.
   await recordRotationFailure(
     { events: eventStoreFromEnv(), alerts: alertsFromEnv(logger) },
@@ -35,12 +33,3 @@ export const failureHandler = instrumented("failureHandler", async (event: unkno
   );
   return { workspaceId: input.workspaceId, recorded: true, error: name };
 });
-
-/** The `errorMessage` of a Lambda-style `Cause` (JSON), or "" when there is none. */
-function errorMessageOf(cause: string | undefined): string {
-  try {
-    return String((JSON.parse(cause ?? "{}") as { errorMessage?: unknown }).errorMessage ?? "");
-  } catch {
-    return "";
-  }
-}

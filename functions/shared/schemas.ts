@@ -139,3 +139,21 @@ export function parseInput<T>(
   }
   return r.data;
 }
+
+/** The `error` a state machine's Catch hands to its RecordFailure task (`ResultPath`): Step Functions' Error and Cause. */
+export const CaughtErrorSchema = z
+  .object({ Error: z.string().max(200).optional(), Cause: z.string().max(32_768).optional() })
+  .optional();
+
+/**
+ * The message of a caught error's `Cause`: the `errorMessage` of a Lambda-style cause (JSON), else the cause itself
+ * (Step Functions' own errors, e.g. `States.Timeout`), cut to 500 characters.
+ */
+export function causeMessageOf(cause: string | undefined): string {
+  if (!cause) return "";
+  try {
+    return String((JSON.parse(cause) as { errorMessage?: unknown }).errorMessage ?? "").slice(0, 500);
+  } catch {
+    return cause.slice(0, 500);
+  }
+}
