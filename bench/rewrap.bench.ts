@@ -203,7 +203,7 @@ function countingAppends<T extends object>(inner: T, onAppended: (n: number) => 
 }
 
 /**
- * The TransactWriteItems inputs a DynamoDB event store builds for `appends`, captured on a client of its own whose
+ * The TransactWriteItems inputs a DynamoDB event store builds for `appends` (at most `maxPerTransaction` a transaction), captured on a client of its own whose
  * middleware answers every TransactWriteItems itself once it is marshalled (nothing reaches DynamoDB). With a `knownProjection` on every
  * append the store reads nothing first, so the capture needs no other request.
  */
@@ -211,6 +211,7 @@ async function captureTransactions(
   ddb: TestDynamoDb,
   tableName: string,
   appends: readonly StreamAppend[],
+  maxPerTransaction: number,
 ): Promise<TransactWriteItemsInput[]> {
   const captured: TransactWriteItemsInput[] = [];
   const client = new DynamoDBClient({
@@ -230,7 +231,7 @@ async function captureTransactions(
   );
   try {
     const store = new DynamoDbEventStore({ client, tableName });
-    const outcomes = await store.appendToStreams(appends);
+    const outcomes = await store.appendToStreams(appends, { maxPerTransaction });
     if (outcomes.some((o) => o.status !== "appended"))
       throw new Error("capture: an append was not 'appended'");
   } finally {
@@ -635,23 +636,16 @@ async function runSize(
   const rawRows: Row[] = [];
   for (const [k, concurrency] of RAW_CONCURRENCY.entries()) {
     const set = rawSets[k]!.docs;
-    const transactions: TransactWriteItemsInput[] = [];
-    for (let g = 0; g * RAW_GROUP < set.length; g++) {
-      const appends: StreamAppend[] = [];
-      for (const d of set.slice(g * RAW_GROUP, (g + 1) * RAW_GROUP)) {
-        const projection = await base.getDocumentProjection(refWs, d.documentId);
-        if (!projection) throw new Error(`raw transactions: ${d.documentId} has no projection`);
-        appends.push({
-          ...streamAppend(
-            documentStreamId(refWs, d.documentId),
-            junkRecord(d.documentId),
-            projection.version,
-          ),
-          knownProjection: projection,
-        });
-      }
-      transactions.push(...(await captureTransactions(ddb, tableName, appends)));
+    const appends: StreamAppend[] = [];
+    for (const d of set) {
+      const projection = await base.getDocumentProjection(refWs, d.documentId);
+      if (!projection) throw new Error(`raw transactions: ${d.documentId} has no projection`);
+      appends.push({
+        ...streamAppend(documentStreamId(refWs, d.documentId), junkRecord(d.documentId), projection.version),
+        knownProjection: projection,
+      });
     }
+    const transactions = await captureTransactions(ddb, tableName, appends, RAW_GROUP);
     const items = transactions.reduce((n, t) => n + (t.TransactItems?.length ?? 0), 0);
     if (items !== set.length * 4)
       throw new Error(`raw transactions: ${items} items for ${set.length} documents`);

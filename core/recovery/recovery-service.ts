@@ -48,8 +48,6 @@ import { uuidFromName } from "../shared/ids.js";
 import { WorkspaceNotProvisionedError } from "../datakeys/errors.js";
 import { readWorkspace, type RecoveryState, type WorkspaceState } from "../workspaces/workspace.js";
 import { recordRecoveryFailure, type RecoveryFailureInput } from "./failure.js";
-
-export { recordRecoveryFailure, type RecoveryFailureInput };
 import {
   KitCoverageError,
   RecoveryInProgressError,

@@ -54,8 +54,6 @@ import type { KitService } from "../kit/kit-service.js";
 import { readWorkspace, type RotationState, type WorkspaceState } from "../workspaces/workspace.js";
 import { recordRotationFailure } from "./failure.js";
 
-export { recordRotationFailure };
-
 export class RotationError extends AmkError {
   readonly code = "ROTATION_STATE";
 }

@@ -10,13 +10,16 @@ import { recordRecoveryFailure } from "../../core/recovery/failure.js";
 import { eventStoreFromEnv } from "../shared/event-store.js";
 import { alertsFromEnv } from "../shared/notify.js";
 import { instrumented } from "../shared/powertools.js";
-import { CaughtErrorSchema, causeMessageOf, parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
+import {
+  CaughtErrorSchema,
+  causeMessageOf,
+  parseInput,
+  WorkspaceIdSchema,
+  ExecutionNameSchema,
+} from "../shared/schemas.js";
 
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "amk-keys" });
 
-const ExecutionNameSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9_-]{1,80}$/, "executionName: 1-80 letters, digits, - or _");
 const FailureInput = z.object({
   workspaceId: WorkspaceIdSchema,
   executionName: ExecutionNameSchema,

@@ -8,7 +8,7 @@
 import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { z } from "zod";
-import { parseInput, WorkspaceIdSchema } from "../shared/schemas.js";
+import { parseInput, WorkspaceIdSchema, ExecutionNameSchema } from "../shared/schemas.js";
 import { recoveryServiceFromEnv } from "./services.js";
 import { instrumented } from "../shared/powertools.js";
 
@@ -20,9 +20,6 @@ const metrics = new Metrics({
 const service = () => recoveryServiceFromEnv(logger);
 
 const RecoveryIdSchema = z.uuid("recoveryId must be a UUID");
-const ExecutionNameSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9_-]{1,80}$/, "executionName: 1-80 letters, digits, - or _");
 
 /** The execution input (non-secret only) and the execution's name, as the Validate task passes them. */
 const StartInput = z.object({

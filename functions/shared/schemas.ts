@@ -25,6 +25,10 @@ const id = (what: string, pattern: RegExp, max: number) =>
 
 export const WorkspaceIdSchema = id("workspaceId", WORKSPACE_ID_PATTERN, 64);
 export const DocumentIdSchema = id("documentId", DOCUMENT_ID_PATTERN, 128);
+/** A Step Functions execution name as the recovery uses it (the name that holds the recovery's lock). */
+export const ExecutionNameSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,80}$/, "executionName: 1-80 letters, digits, - or _");
 export const ArtifactsSchema = z
   .array(z.enum(ARTIFACTS, { error: `artifact must be one of ${ARTIFACTS.join(", ")}` }))
   .min(1, "artifacts: at least one")

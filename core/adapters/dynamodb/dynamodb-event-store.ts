@@ -307,22 +307,21 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
     let pending = list.map((_, i) => i);
     // First round only: appends with a known projection are written without reading their state. The projection's
     // Put is then conditional on the stored projection being that one, and a failed hint is simply read next round.
-    let hinted = new Map<number, StreamState>();
-    for (const i of pending) {
-      const known = at(list, i).known;
-      if (known !== undefined) hinted.set(i, { current: known.version, projection: known });
-    }
+    let firstRound = true;
 
     while (pending.length > 0) {
-      const toRead = pending.filter((i) => !hinted.has(i));
+      const hintOf = (i: number): DocumentProjection | undefined =>
+        firstRound ? at(list, i).known : undefined;
+      const toRead = pending.filter((i) => hintOf(i) === undefined);
       const states =
         toRead.length > 0
           ? await this.readStreamStates(toRead.map((i) => at(list, i).stream.streamId))
           : new Map<string, StreamState>();
-      const hintedNow = hinted;
-      hinted = new Map();
-      const stateOf = (i: number): StreamState =>
-        hintedNow.get(i) ?? states.get(at(list, i).stream.streamId) ?? NO_STREAM;
+      const stateOf = (i: number): StreamState => {
+        const hint = hintOf(i);
+        if (hint !== undefined) return { current: hint.version, projection: hint };
+        return states.get(at(list, i).stream.streamId) ?? NO_STREAM;
+      };
 
       // Expectations that no longer hold: a replay or a conflict, found without paying for a transaction.
       const stale = pending.filter((i) => !satisfies(at(list, i).expected, stateOf(i).current));
@@ -335,7 +334,7 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
         .map((index) => ({
           index,
           state: stateOf(index),
-          prepared: this.prepareAppend(at(list, index), stateOf(index), recordedAt, hintedNow.has(index)),
+          prepared: this.prepareAppend(at(list, index), stateOf(index), recordedAt, hintOf(index)),
         }));
       const groups = packTransactions(ready, maxPerTransaction);
       const results = await mapSettled(groups, REQUESTS_IN_FLIGHT, (group) => this.sendTransaction(group));
@@ -372,7 +371,7 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
         for (const member of group) {
           const own = codes.slice(offset, offset + member.prepared.items.length);
           offset += member.prepared.items.length;
-          if (hintedNow.has(member.index) && (codes.length === 0 || own.includes("ConditionalCheckFailed"))) {
+          if (hintOf(member.index) && (codes.length === 0 || own.includes("ConditionalCheckFailed"))) {
             // Its state was the caller's hint, not a read: read it and decide in the next round.
             failures[member.index] = at(failures, member.index) + 1;
             next.push(member.index);
@@ -421,6 +420,7 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
         }
       }
 
+      firstRound = false;
       pending = next.sort((a, b) => a - b);
       const worst = pending.reduce((n, i) => Math.max(n, at(failures, i)), 0);
       if (worst >= this.retry.maxAttempts) {
@@ -495,7 +495,7 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
     append: CheckedAppend,
     state: StreamState,
     recordedAt: string,
-    hinted = false,
+    hint?: DocumentProjection,
   ): PreparedAppend {
     const { stream, batch } = append;
     const base = state.current ?? 0;
@@ -521,7 +521,7 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
             state.projection,
           )
         : undefined;
-    const items = this.appendItems(stream, state, stored, projection, recordedAt, hinted);
+    const items = this.appendItems(stream, state, stored, projection, recordedAt, hint);
     return {
       items,
       firstVersion: base + 1,
@@ -536,7 +536,7 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
     stored: { event: StoredEvent; dataJson: string }[],
     projection: DocumentProjection | undefined,
     recordedAt: string,
-    hinted: boolean,
+    hint: DocumentProjection | undefined,
   ): TransactItem[] {
     const TableName = this.tableName;
     const last = stored[stored.length - 1]?.event.version ?? 0;
@@ -565,16 +565,16 @@ export class DynamoDbEventStore implements EventStore, BackupSource, BackupTarge
           TableName,
           Item: this.projectionItem(stream.streamId, projection, recordedAt),
           // A projection that was not read must be the stored one, field for field.
-          ...(hinted ? storedProjectionCondition(state.projection) : {}),
+          ...(hint ? storedProjectionCondition(hint) : {}),
         },
       });
-    } else if (hinted) {
+    } else if (hint) {
       // Not rewritten, still checked: else a forged hint under which the fold changes nothing would go unnoticed.
       items.push({
         ConditionCheck: {
           TableName,
           Key: keys.projection(stream.streamId),
-          ...storedProjectionCondition(state.projection),
+          ...storedProjectionCondition(hint),
         },
       });
     }
@@ -1385,15 +1385,11 @@ function checkKnownProjection(append: CheckedAppend, p: DocumentProjection): voi
 }
 
 /** Condition of a projection Put written on a caller's hint: the stored projection is exactly `p`. */
-function storedProjectionCondition(p: DocumentProjection | undefined): {
+function storedProjectionCondition(p: DocumentProjection): {
   ConditionExpression: string;
   ExpressionAttributeNames: Record<string, string>;
   ExpressionAttributeValues: Record<string, unknown>;
 } {
-  if (p === undefined) {
-    // Not reachable with a checked hint; a hint never stands for a missing projection.
-    throw new Error("storedProjectionCondition needs a projection");
-  }
   const names: Record<string, string> = {
     "#v": "version",
     "#st": "status",
